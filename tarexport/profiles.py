@@ -1,0 +1,144 @@
+"""What differs between Docker generations, as frozen values.
+
+A profile says how an archive is laid out and stamped; it never holds data of a particular save.
+Variants are made with ``attrs.evolve``, e.g. ``attrs.evolve(DOCKER_20_10, owner_name="root")``
+for a distribution build of Docker that links Go's standard ``archive/tar``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import attrs
+
+__all__ = [
+    "ALL",
+    "DEFAULT",
+    "DOCKER_1_11",
+    "DOCKER_20_10",
+    "DOCKER_25",
+    "DOCKER_28",
+    "DOCKER_29",
+    "Profile",
+    "by_name",
+]
+
+Layout = Literal["v1-dirs", "oci-hybrid"]
+Stamp = Literal["created", "now", "epoch"]
+
+
+@attrs.frozen
+class Profile:
+    """One generation of ``docker save`` output.
+
+    Layout and encoding:
+
+    - ``layout``: ``"v1-dirs"`` (``<v1id>/{VERSION,json,layer.tar}``, Docker 1.10 to 24) or
+      ``"oci-hybrid"`` (an OCI image layout plus ``manifest.json``, Docker 25 and later).
+    - ``mode_type_bits``: tar mode fields carry the S_IFMT bits (``0100644``), Docker 17.07-23.
+    - ``owner_name``: uname/gname of every entry; ``""`` for upstream builds, ``"root"`` for
+      distribution builds linking Go's own ``archive/tar`` (Debian's 20.10 is one).
+    - ``symlink_dedupe``: a diff ID already written becomes a ``layer.tar`` symlink (1.12+).
+    - ``zero_created_intermediate``: intermediate v1 layers are created at Go's zero time
+      (``0001-01-01``) rather than the Unix epoch (before 17.04).
+    - ``os_in_v1_json``: every v1 ``json`` carries the image ``os`` (18.05+).
+    - ``variant_in_v1``: the V1Image has a ``variant`` field (added after 1.11).
+    - ``start_interval``: HealthConfig has ``StartInterval`` (25+).
+    - ``created_nullable``: a missing ``created`` is written as ``null`` (25+ pointer).
+    - ``go_short_escapes``: JSON writes ``\\b``/``\\f`` as Go >= 1.22 does.
+    - ``legacy_references``: parse names with the docker/distribution 2.x grammar.
+
+    Stamps (tar mtimes) of the OCI hybrid layout:
+
+    - ``index_mtime``, ``blobs_dir_mtime``: ``"now"`` or ``"epoch"``.
+    - ``missing_created``: mtime of an image's blobs when its config has no ``created``.
+    - ``config_platform``: the config descriptor carries ``platform`` (25.0-26.0).
+
+    Knobs for a deterministic result where Docker is not deterministic:
+
+    - ``now``: the Unix time used where Docker uses the wall clock (symlinked v1 dirs,
+      ``index.json`` in 25-27). ``None`` means the newest ``created`` among the saved images,
+      so the same inputs always give the same bytes.
+    - ``tz_offset``: the daemon's zone offset in seconds; Docker writes the epoch of
+      intermediate v1 layers in local time, which changes their IDs.
+    - ``image_order``: image IDs (full or ``sha256:``-prefixed hex) to write first, in this
+      order; the rest follow in order of first appearance in the names. Docker itself walks
+      a Go map, so its order varies between runs.
+    - ``zero_layer_images``: write images without layers instead of refusing them with
+      ``empty export - not implemented`` as every Docker release does.
+    """
+
+    name: str
+    layout: Layout = "v1-dirs"
+    mode_type_bits: bool = True
+    owner_name: str = ""
+    symlink_dedupe: bool = True
+    zero_created_intermediate: bool = False
+    os_in_v1_json: bool = True
+    variant_in_v1: bool = True
+    start_interval: bool = False
+    created_nullable: bool = False
+    go_short_escapes: bool = False
+    legacy_references: bool = True
+    index_mtime: Stamp = "epoch"
+    blobs_dir_mtime: Stamp = "epoch"
+    missing_created: Stamp = "epoch"
+    config_platform: bool = False
+    now: Optional[int] = None
+    tz_offset: int = 0
+    image_order: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    zero_layer_images: bool = False
+
+
+DOCKER_1_11 = Profile(
+    name="docker-1.11",
+    symlink_dedupe=False,
+    zero_created_intermediate=True,
+    os_in_v1_json=False,
+    variant_in_v1=False,
+)
+"""The 2016 format this project started from: no symlinks, zero-time intermediates."""
+
+DOCKER_20_10 = Profile(name="docker-20.10")
+"""Docker 20.10: v1 directories, symlink dedupe, type bits in tar modes."""
+
+DOCKER_25 = Profile(
+    name="docker-25",
+    layout="oci-hybrid",
+    mode_type_bits=False,
+    start_interval=True,
+    created_nullable=True,
+    legacy_references=False,
+    index_mtime="now",
+    blobs_dir_mtime="now",
+    missing_created="now",
+    config_platform=True,
+)
+"""Docker 25.0-26.0 (with the 25.x bugs fixed): OCI layout inside the archive."""
+
+DOCKER_28 = attrs.evolve(
+    DOCKER_25,
+    name="docker-28",
+    go_short_escapes=True,
+    index_mtime="epoch",
+    missing_created="epoch",
+    config_platform=False,
+)
+"""Docker 28: stable timestamps except ``blobs/sha256/``."""
+
+DOCKER_29 = attrs.evolve(DOCKER_28, name="docker-29", blobs_dir_mtime="epoch")
+"""Docker 29 (graphdriver store): every wall-clock stamp pinned; fully deterministic."""
+
+DEFAULT = DOCKER_29
+
+ALL: tuple[Profile, ...] = (DOCKER_1_11, DOCKER_20_10, DOCKER_25, DOCKER_28, DOCKER_29)
+
+
+def by_name(name: str) -> Profile:
+    """A named profile: ``docker-20.10``, ``20.10``, ``DOCKER_20_10`` and the like."""
+    wanted = name.lower().replace("_", ".").removeprefix("docker").lstrip(".-")
+    for profile in ALL:
+        if profile.name.removeprefix("docker-") == wanted:
+            return profile
+    known = ", ".join(p.name for p in ALL)
+    raise ValueError(f"unknown profile {name!r} (known: {known})")
