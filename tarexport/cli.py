@@ -1,0 +1,614 @@
+"""The ``tarexport`` command: ``docker save`` and ``docker load`` without a daemon.
+
+Commands: ``save``, ``load``, ``images`` and ``ref``. Images come from (and go to) a store
+named on the command line (``oci:DIR``, ``docker-archive:FILE``) or, by default, the embedded
+store: an OCI image layout in the user's data directory.
+
+Errors are one line on stderr (``tarexport: <message>``) and exit 1; usage errors exit 2; an
+interrupted command exits 130 and a closed output pipe ends the process by ``SIGPIPE``, as
+``cat`` would end. A failed save never leaves a partial file behind: the archive is written
+to a temporary name beside the target and renamed over it only once it is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import os
+import signal
+import stat
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, TextIO, Union
+
+import attrs
+
+from . import __version__, profiles
+from .digest import chain_ids
+from .display import Display, JsonLines, LogLines, StatusLine, format_size
+from .errors import InvalidArchive, TarexportError
+from .gotime import GoTime
+from .image import Image
+from .load import load
+from .profiles import Profile
+from .reference import (
+    Named,
+    familiar_name,
+    familiar_string,
+    parse_normalized_named,
+    tag_name_only,
+)
+from .save import Saver
+from .stores.docker_archive import DockerArchiveStore
+from .stores.memory import MemoryStore
+from .stores.oci_layout import OCILayoutStore
+
+__all__ = ["StoreSpec", "build_parser", "default_store_path", "main"]
+
+PROG = "tarexport"
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+STORE_KINDS = ("oci", "docker-archive")
+PROGRESS_MODES = ("auto", "tty", "plain", "json", "none")
+
+# Docker's own words, so that scripts matching on them keep working.
+REFUSE_TERMINAL = "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+REFUSE_STDIN_TERMINAL = "requested load from stdin, but stdin is empty"
+
+
+class CommandError(Exception):
+    """A command cannot go on; ``str()`` is the one line shown after ``tarexport:``."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs."""
+
+
+# -- stores -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StoreSpec:
+    """A store named on the command line: ``oci:DIR`` or ``docker-archive:FILE``."""
+
+    kind: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> StoreSpec:
+        """Parse ``KIND:PATH``; raises ``ValueError`` naming the bad input."""
+        kind, colon, path = text.partition(":")
+        if kind == "docker-root":
+            raise ValueError(
+                f"{text!r}: docker-root: stores are not supported yet "
+                "(use oci:DIR or docker-archive:FILE)"
+            )
+        if not colon or kind not in STORE_KINDS:
+            raise ValueError(f"{text!r}: expected oci:DIR or docker-archive:FILE")
+        if not path:
+            raise ValueError(f"{text!r}: the {kind}: store needs a path")
+        return cls(kind, path)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}"
+
+
+def default_store_path(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """Where the embedded default store lives.
+
+    ``$TAREXPORT_STORE``, else ``$XDG_DATA_HOME/tarexport``, else ``~/.local/share/tarexport``.
+    A relative ``XDG_DATA_HOME`` is ignored, as the XDG base directory spec says.
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get("TAREXPORT_STORE", "")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = env.get("XDG_DATA_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "tarexport"
+    return Path.home() / ".local" / "share" / "tarexport"
+
+
+AnyStore = Union[OCILayoutStore, DockerArchiveStore, MemoryStore]
+
+
+def _open_source(spec: Optional[StoreSpec]) -> AnyStore:
+    """The store images are read from; the default store, missing, reads as empty."""
+    if spec is None:
+        path = default_store_path()
+        if not (path / "oci-layout").exists() and _missing_or_empty(path):
+            return MemoryStore()  # not created yet: nothing in it
+        return OCILayoutStore(str(path))
+    try:
+        if spec.kind == "oci":
+            return OCILayoutStore(spec.path)
+        return DockerArchiveStore(spec.path)
+    except TarexportError as exc:
+        raise _naming(exc, spec.path) from exc
+
+
+def _missing_or_empty(path: Path) -> bool:
+    try:
+        return not any(path.iterdir())
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # let the store say what is wrong with it
+
+
+def _open_target(spec: Optional[StoreSpec]) -> OCILayoutStore:
+    """The store a load writes into, created when it does not exist yet."""
+    if spec is not None and spec.kind != "oci":
+        raise CommandError(
+            f"cannot load into {spec}: a docker-archive is written by `tarexport save`"
+        )
+    path = str(default_store_path()) if spec is None else spec.path
+    try:
+        return OCILayoutStore(path, create=True)
+    except TarexportError as exc:
+        raise _naming(exc, path) from exc
+
+
+def _naming(exc: TarexportError, path: str) -> Exception:
+    """``exc``, its message prefixed with ``path`` unless it already names it."""
+    message = str(exc)
+    if path in message:
+        return exc
+    return CommandError(f"{path}: {message}")
+
+
+# -- progress -----------------------------------------------------------------------------
+
+
+def _display(mode: str, stream: TextIO, verb: str, past: str) -> Optional[Display]:
+    if mode == "auto":
+        mode = "tty" if _isatty(stream) else "none"
+    if mode == "tty":
+        return StatusLine(stream, verb, past)
+    if mode == "plain":
+        return LogLines(stream, verb, past)
+    if mode == "json":
+        return JsonLines(stream)
+    return None
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, verb: str, past: str) -> Iterator[Optional[Display]]:
+    mode = "none" if args.quiet else args.progress
+    display = _display(mode, sys.stderr, verb, past)
+    try:
+        yield display
+    finally:
+        if display is not None:
+            with contextlib.suppress(OSError, ValueError):
+                display.close()
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _output_file(path: str) -> Iterator[BinaryIO]:
+    """A file to write the archive to that appears at ``path`` only once it is complete.
+
+    The bytes go to a temporary file in the target's directory, renamed over the target on
+    success and removed on any failure. A target that exists and is not a regular file (a
+    device such as ``/dev/null``, a FIFO) is written to directly: renaming over it would
+    replace it.
+    """
+    try:
+        st: Optional[os.stat_result] = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise CommandError(f"cannot write {path}: Is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            direct = open(path, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
+        with direct:
+            yield direct
+        return
+
+    # Through a symlink, as a plain create would write: the link stays, its target changes.
+    target = os.path.realpath(path)
+    directory, base = os.path.split(target)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        # mkstemp makes the file private; give it the mode a plain create would have.
+        os.chmod(temporary, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _stdout_binary() -> BinaryIO:
+    stdout: Optional[BinaryIO] = getattr(sys.stdout, "buffer", None)
+    if stdout is None:
+        raise CommandError("no binary standard output to write to")
+    return stdout
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _cmd_save(args: argparse.Namespace) -> int:
+    to_stdout = args.output in (None, "-")
+    if to_stdout and _isatty(sys.stdout):
+        raise CommandError(REFUSE_TERMINAL)
+    store = _open_source(args.source)
+    saver = Saver(store, store, store, profile=args.profile, verify=args.verify)
+    # Resolve and plan before touching the output: bad names fail with nothing written.
+    plan = saver.plan(args.names)
+    with _progress(args, "saving", "saved") as display:
+        if to_stdout:
+            out = _stdout_binary()
+            plan.write(out, display)
+            out.flush()
+        else:
+            with _output_file(args.output) as out:
+                plan.write(out, display)
+    return EXIT_OK
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        if args.input in (None, "-"):
+            stdin = getattr(sys.stdin, "buffer", None)
+            if stdin is None or _isatty(sys.stdin):
+                raise CommandError(REFUSE_STDIN_TERMINAL)
+            stream: BinaryIO = stdin
+        else:
+            try:
+                stream = stack.enter_context(open(args.input, "rb"))
+            except OSError as exc:
+                raise CommandError(f"cannot read {args.input}: {exc.strerror}") from exc
+        store = _open_target(args.target)
+        display = stack.enter_context(_progress(args, "loading", "loaded"))
+        try:
+            result = load(stream, into=store, progress=display)
+        except InvalidArchive as exc:
+            raise _naming(exc, args.input or "stdin") from exc
+    for line in result.messages():
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    store = _open_source(args.source)
+    listed = []
+    for image_id in store.search(""):
+        image = Image.from_bytes(store.get_config(image_id))
+        listed.append((image_id, image))
+    # Newest first, as `docker images` lists them.
+    listed.sort(key=lambda pair: (_created_key(pair[1]), pair[0].hex), reverse=True)
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    for image_id, image in listed:
+        created = _created_text(image)
+        size = _image_size(store, image)
+        for repository, tag in _names_of(store.references(image_id)):
+            rows.append((repository, tag, image_id.hex[:12], created, size))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
+def _names_of(references: Sequence[Named]) -> list[tuple[str, str]]:
+    """``(repository, tag)`` rows for an image: one per tag, else ``<none>`` as Docker shows."""
+    tagged = [(familiar_name(ref), ref.tag) for ref in references if ref.tag is not None]
+    if tagged:
+        return tagged
+    by_digest = dict.fromkeys(familiar_name(ref) for ref in references)
+    return [(name, "<none>") for name in by_digest] or [("<none>", "<none>")]
+
+
+def _created_key(image: Image) -> tuple[int, int]:
+    created = image.created
+    return (created.unix, created.nanos) if created is not None else (-(1 << 63), 0)
+
+
+def _created_text(image: Image) -> str:
+    """When the image was created, in UTC to the second; ``-`` when the config has no date."""
+    created = image.created
+    if created is None:
+        return "-"
+    text = GoTime.from_unix(created.unix).format()
+    return text.removesuffix("Z").replace("T", " ")
+
+
+def _image_size(store: AnyStore, image: Image) -> str:
+    """The sum of the uncompressed layer sizes (Docker's SIZE), ``?`` if a layer is missing."""
+    try:
+        return format_size(sum(store.get_layer(c).size for c in chain_ids(image.diff_ids)))
+    except TarexportError:
+        return "?"
+
+
+def _cmd_ref(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for text in args.refs:
+        try:
+            named = tag_name_only(parse_normalized_named(text, legacy=args.legacy))
+        except TarexportError as exc:
+            _error(str(exc))
+            status = EXIT_ERROR
+            continue
+        if args.json:
+            record = {
+                "input": text,
+                "reference": str(named),
+                "name": named.name,
+                "domain": named.domain,
+                "path": named.path,
+                "tag": named.tag,
+                "digest": None if named.digest is None else str(named.digest),
+                "familiar": familiar_string(named),
+            }
+            print(json.dumps(record))
+        else:
+            print(named)
+    return status
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+
+def _store_spec(text: str) -> StoreSpec:
+    try:
+        return StoreSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _profile(name: str) -> Profile:
+    try:
+        return profiles.by_name(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_progress_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="progress on stderr: auto (a status line when stderr is a terminal), tty, "
+        "plain (log lines), json (one event per line) or none (default: auto)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress (same as --progress=none)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tarexport`` command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write and read `docker save` archives without a Docker daemon.",
+        epilog=(
+            "Without --from/--into the default store is used: an OCI image layout at "
+            "$TAREXPORT_STORE, else $XDG_DATA_HOME/tarexport, else ~/.local/share/tarexport."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show a traceback when a command fails"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    # Accepted after the command too; SUPPRESS keeps the top-level value when absent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    save = commands.add_parser(
+        "save",
+        parents=[common],
+        help="write images as a docker save archive",
+        description="Write one or more images, with their tags, as a `docker save` archive.",
+    )
+    save.add_argument(
+        "--from",
+        dest="source",
+        metavar="SOURCE",
+        type=_store_spec,
+        help="where the images are: oci:DIR or docker-archive:FILE (default: the default store)",
+    )
+    save.add_argument(
+        "--profile",
+        type=_profile,
+        default=profiles.DEFAULT,
+        metavar="NAME",
+        help="the Docker generation whose output to reproduce: "
+        + ", ".join(p.name for p in profiles.ALL)
+        + f" (default: {profiles.DEFAULT.name})",
+    )
+    save.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="do not check layer digests while copying",
+    )
+    save.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the archive to FILE; '-' or no -o writes to stdout when it is not a terminal",
+    )
+    save.add_argument(
+        "names", nargs="+", metavar="NAME", help="image name, name:tag, name@digest or image ID"
+    )
+    _add_progress_options(save)
+    save.set_defaults(run=_cmd_save)
+
+    load_ = commands.add_parser(
+        "load",
+        parents=[common],
+        help="load images from a docker save archive into a store",
+        description="Load the images of a `docker save` archive (plain or compressed).",
+    )
+    load_.add_argument(
+        "--into",
+        dest="target",
+        metavar="TARGET",
+        type=_store_spec,
+        help="the store to load into: oci:DIR, created if needed (default: the default store)",
+    )
+    load_.add_argument(
+        "-i", "--input", metavar="FILE", help="read the archive from FILE; '-' or no -i: stdin"
+    )
+    _add_progress_options(load_)
+    load_.set_defaults(run=_cmd_load)
+
+    images = commands.add_parser(
+        "images",
+        parents=[common],
+        help="list the images of a store",
+        description="List the images of a store, one line per tag.",
+    )
+    images.add_argument(
+        "--from",
+        dest="source",
+        metavar="SOURCE",
+        type=_store_spec,
+        help="oci:DIR or docker-archive:FILE (default: the default store)",
+    )
+    images.set_defaults(run=_cmd_images)
+
+    ref = commands.add_parser(
+        "ref",
+        parents=[common],
+        help="normalise image references",
+        description="Print each reference in its full normalised form, as Docker stores it "
+        "(busybox is docker.io/library/busybox:latest).",
+    )
+    ref.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per reference: reference, name, domain, path, tag, digest, familiar",
+    )
+    ref.add_argument(
+        "--legacy",
+        action="store_true",
+        help="use the docker/distribution 2.x grammar of Docker 20.10 and earlier",
+    )
+    ref.add_argument("refs", nargs="+", metavar="REF")
+    ref.set_defaults(run=_cmd_ref)
+    return parser
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # no stderr left to complain on
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was caused by) writing to a pipe nobody reads any more."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BrokenPipeError) or (
+            isinstance(current, OSError) and current.errno == errno.EPIPE
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _die_of_sigpipe() -> NoReturn:
+    """End as a process whose reader went away ends: killed by SIGPIPE, silently."""
+    # Whatever is still buffered for stdout goes nowhere, not into an error at exit.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sigpipe = getattr(signal, "SIGPIPE", None)
+    if sigpipe is not None:
+        signal.signal(sigpipe, signal.SIG_DFL)
+        os.kill(os.getpid(), sigpipe)
+    raise SystemExit(EXIT_ERROR)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        if exc.code is None:
+            return EXIT_OK
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    run: Callable[[argparse.Namespace], int] = args.run
+    previous: Any = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        status = run(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return status
+    except _Terminated:
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if _broken_pipe(exc):
+            _die_of_sigpipe()
+        if args.debug:
+            traceback.print_exc()
+        _error(_message(exc))
+        return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, (CommandError, TarexportError)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)"
