@@ -1,0 +1,35 @@
+"""tarexport: `docker save` and `docker load` as a streaming, byte-exact library.
+
+>>> from tarexport import Saver, MemoryStore
+"""
+
+from __future__ import annotations
+
+from . import errors, profiles
+from .digest import Digest
+from .errors import TarexportError
+from .load import Limits, LoadedImage, Loader, LoadResult, load
+from .progress import Progress
+from .save import SavePlan, Saver
+from .stores import DockerArchiveStore, MemoryStore, OCILayoutStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Digest",
+    "DockerArchiveStore",
+    "Limits",
+    "LoadResult",
+    "LoadedImage",
+    "Loader",
+    "MemoryStore",
+    "OCILayoutStore",
+    "Progress",
+    "SavePlan",
+    "Saver",
+    "TarexportError",
+    "__version__",
+    "errors",
+    "load",
+    "profiles",
+]

@@ -1,0 +1,32 @@
+"""Stores: where images, layers and references come from (and where loads go)."""
+
+from __future__ import annotations
+
+from .docker_archive import DockerArchiveStore
+from .memory import MemoryStore
+from .oci_layout import OCILayoutStore, Platform
+from .protocols import (
+    BlobWriter,
+    FileRange,
+    ImageSink,
+    ImageStore,
+    Layer,
+    LayerStore,
+    LoadTransaction,
+    ReferenceStore,
+)
+
+__all__ = [
+    "BlobWriter",
+    "DockerArchiveStore",
+    "FileRange",
+    "ImageSink",
+    "ImageStore",
+    "Layer",
+    "LayerStore",
+    "LoadTransaction",
+    "MemoryStore",
+    "OCILayoutStore",
+    "Platform",
+    "ReferenceStore",
+]

@@ -1,0 +1,284 @@
+"""An in-memory store: image configs and references in dicts, layers as bytes or files on disk."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO, Optional, Union
+
+import attrs
+
+from ..digest import Digest, chain_ids
+from ..errors import (
+    ImageNotFound,
+    InvalidImageConfig,
+    LayerDigestMismatch,
+    LayerNotFound,
+    LayerSizeMismatch,
+    ReferenceNotFound,
+    StoreError,
+)
+from ..image import Image
+from ..reference import Named, Reference, parse_normalized_named, tag_name_only
+from .protocols import FileRange
+
+__all__ = ["BytesLayer", "FileLayer", "LayerSource", "MemoryLoad", "MemoryStore"]
+
+LayerSource = Union[bytes, str, "os.PathLike[str]"]
+"""What ``MemoryStore.add_image`` takes as a layer: its bytes, or the path of a layer tar."""
+
+
+@attrs.frozen
+class BytesLayer:
+    """A layer held in memory."""
+
+    diff_id: Digest
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+    def file_range(self) -> Optional[FileRange]:
+        return None
+
+
+@attrs.frozen
+class FileLayer:
+    """A layer tar file on disk, read only when saved (and copied by the kernel when it can)."""
+
+    diff_id: Digest
+    path: str
+    size: int
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def file_range(self) -> Optional[FileRange]:
+        # The whole file is the layer: one that changed size since it was added is corrupt,
+        # and a byte range alone could not tell.
+        try:
+            actual = os.stat(self.path).st_size
+        except OSError as exc:
+            raise StoreError(f"layer file {self.path!r}: {exc.strerror}") from exc
+        if actual != self.size:
+            raise LayerSizeMismatch(f"layer file {self.path!r}", self.size, actual)
+        return FileRange(self.path, 0, self.size)
+
+
+class MemoryStore:
+    """Images, layers and references held in this process; satisfies all three store protocols.
+
+    Layers given as paths stay on disk: only their size is taken when added. Their content is
+    checked against the diff ID when an archive is written with ``verify=True``.
+    """
+
+    def __init__(self) -> None:
+        self._configs: dict[Digest, bytes] = {}
+        self._parents: dict[Digest, Digest] = {}
+        self._layers: dict[Digest, Union[BytesLayer, FileLayer]] = {}
+        # Insertion-ordered: references(image) lists them in the order they were added.
+        self._references: dict[Named, Digest] = {}
+
+    # -- adding -----------------------------------------------------------------------
+
+    def add_image(
+        self,
+        config: bytes,
+        layers: Sequence[LayerSource] = (),
+        references: Iterable[Union[str, Named]] = (),
+        parent: Optional[Union[str, Digest]] = None,
+    ) -> Digest:
+        """Add an image from its raw config bytes and its layer tars, bottom to top.
+
+        ``references`` are tags (``app:1``; a bare name means ``:latest``) or digest references
+        (``app@sha256:...``). ``parent`` is the image ID this one was built from. Returns the
+        image ID, the sha256 of ``config``.
+        """
+        image = Image.from_bytes(bytes(config))
+        if len(layers) != len(image.diff_ids):
+            raise InvalidImageConfig(
+                f"image {image.id}: {len(layers)} layers given for "
+                f"{len(image.diff_ids)} diff IDs in rootfs",
+                field="rootfs.diff_ids",
+            )
+        parsed_refs = [self._parse_reference(ref) for ref in references]
+        parent_id = Digest.coerce(parent) if parent is not None else None
+        new_layers = [self._make_layer(d, src) for d, src in zip(image.diff_ids, layers)]
+        self._register(image, new_layers, parsed_refs, parent_id)
+        return image.id
+
+    def _register(
+        self,
+        image: Image,
+        layers: Sequence[Union[BytesLayer, FileLayer]],
+        references: Sequence[Named],
+        parent: Optional[Digest],
+    ) -> None:
+        """Make a fully checked image visible; nothing here can fail half-way."""
+        for chain, layer in zip(chain_ids(image.diff_ids), layers):
+            self._layers.setdefault(chain, layer)
+        self._configs[image.id] = image.raw
+        if parent is not None:
+            self._parents[image.id] = parent
+        for ref in references:
+            # Re-adding moves the reference, as `docker tag` does; pop keeps order "as added".
+            self._references.pop(ref, None)
+            self._references[ref] = image.id
+
+    def begin_load(self) -> MemoryLoad:
+        """Start a load into this store (the :class:`~tarexport.stores.ImageSink` protocol).
+
+        Staged blobs are held in memory, like everything else this store holds.
+        """
+        return MemoryLoad(self)
+
+    def _find_blob(self, digest: Digest) -> Optional[Union[bytes, BytesLayer, FileLayer]]:
+        if digest in self._configs:
+            return self._configs[digest]
+        for layer in self._layers.values():
+            if layer.diff_id == digest:
+                return layer
+        return None
+
+    def add_reference(self, reference: Union[str, Named], image_id: Union[str, Digest]) -> None:
+        """Point a tag or digest reference at an image already in the store."""
+        target = Digest.coerce(image_id)
+        if target not in self._configs:
+            raise ImageNotFound(str(target))
+        ref = self._parse_reference(reference)
+        self._references.pop(ref, None)
+        self._references[ref] = target
+
+    @staticmethod
+    def _parse_reference(reference: Union[str, Named]) -> Named:
+        ref = parse_normalized_named(reference) if isinstance(reference, str) else reference
+        if ref.tag is not None and ref.digest is not None:
+            raise StoreError(f"{ref}: a reference is stored with a tag or a digest, not both")
+        return tag_name_only(ref)
+
+    @staticmethod
+    def _make_layer(diff_id: Digest, source: LayerSource) -> Union[BytesLayer, FileLayer]:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            actual = Digest.from_bytes(data)
+            if actual != diff_id:
+                raise LayerDigestMismatch("layer given as bytes", str(diff_id), str(actual))
+            return BytesLayer(diff_id, data)
+        path = os.fspath(source)
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise StoreError(f"layer file {path!r}: {exc.strerror}") from exc
+        return FileLayer(diff_id, path, size)
+
+    # -- ImageStore ---------------------------------------------------------------------
+
+    def get_config(self, image_id: Digest) -> bytes:
+        try:
+            return self._configs[image_id]
+        except KeyError:
+            raise ImageNotFound(str(image_id)) from None
+
+    def search(self, prefix: str) -> Sequence[Digest]:
+        return sorted(d for d in self._configs if d.hex.startswith(prefix))
+
+    def get_parent(self, image_id: Digest) -> Optional[Digest]:
+        return self._parents.get(image_id)
+
+    # -- LayerStore ---------------------------------------------------------------------
+
+    def get_layer(self, chain_id: Digest) -> Union[BytesLayer, FileLayer]:
+        try:
+            return self._layers[chain_id]
+        except KeyError:
+            raise LayerNotFound(str(chain_id)) from None
+
+    # -- ReferenceStore -----------------------------------------------------------------
+
+    def get(self, reference: Reference) -> Digest:
+        found = self._references.get(reference) if isinstance(reference, Named) else None
+        if found is None:
+            raise ReferenceNotFound(str(reference))
+        return found
+
+    def references_by_name(self, name: Named) -> Sequence[tuple[Named, Digest]]:
+        return [(ref, image) for ref, image in self._references.items() if ref.name == name.name]
+
+    def references(self, image_id: Digest) -> Sequence[Named]:
+        return [ref for ref, image in self._references.items() if image == image_id]
+
+
+class _StagedBlob:
+    """A blob being written by a load into a MemoryStore."""
+
+    def __init__(self, load: MemoryLoad) -> None:
+        self._load = load
+        self._chunks: list[bytes] = []
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        self._chunks.append(bytes(data))
+
+    def commit(self, digest: Digest) -> None:
+        self._load._staged.setdefault(digest, b"".join(self._chunks))
+        self._chunks = []
+
+    def abort(self) -> None:
+        self._chunks = []
+
+
+class MemoryLoad:
+    """One load into a :class:`MemoryStore`: staged blobs, then images registered whole."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._staged: dict[Digest, bytes] = {}
+
+    def stage_blob(self) -> _StagedBlob:
+        return _StagedBlob(self)
+
+    def open_staged(self, digest: Digest) -> BinaryIO:
+        if digest in self._staged:
+            return io.BytesIO(self._staged[digest])
+        found = self._store._find_blob(digest)
+        if found is None:
+            raise StoreError(f"blob {digest} is neither staged nor stored")
+        return io.BytesIO(found) if isinstance(found, bytes) else found.open()
+
+    def _bytes(self, digest: Digest) -> bytes:
+        with self.open_staged(digest) as blob:
+            return blob.read()
+
+    def commit_image(
+        self,
+        config: Digest,
+        layers: Sequence[Digest],
+        references: Sequence[Named],
+        parent: Optional[Digest],
+    ) -> None:
+        image = Image.from_bytes(self._bytes(config))
+        if list(image.diff_ids) != list(layers):
+            raise StoreError(f"image {image.id}: layers do not match the config's diff IDs")
+        store = self._store
+        new_layers: list[Union[BytesLayer, FileLayer]] = []
+        for diff_id in layers:
+            existing = store._find_blob(diff_id)
+            if isinstance(existing, (BytesLayer, FileLayer)):
+                new_layers.append(existing)
+            else:
+                new_layers.append(BytesLayer(diff_id, self._staged_or_fail(diff_id)))
+        refs = [store._parse_reference(ref) for ref in references]
+        store._register(image, new_layers, refs, parent)
+
+    def _staged_or_fail(self, digest: Digest) -> bytes:
+        try:
+            return self._staged[digest]
+        except KeyError:
+            raise StoreError(f"blob {digest} is neither staged nor stored") from None
+
+    def close(self) -> None:
+        self._staged.clear()

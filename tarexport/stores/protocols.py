@@ -1,0 +1,174 @@
+"""The three store protocols. A store is anything that has these few methods.
+
+They mirror the daemon's own stores: images by ID, layers by chain ID, references by name.
+Everything else a writer needs (prefix search semantics, zero-copy ranges, sizes) is derived
+from these by the Saver, so a new store stays an afternoon's work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import BinaryIO, Optional, Union
+
+import attrs
+from typing_extensions import Protocol, runtime_checkable
+
+from ..digest import Digest
+from ..reference import Named, Reference
+
+__all__ = [
+    "BlobWriter",
+    "FileRange",
+    "ImageSink",
+    "ImageStore",
+    "Layer",
+    "LayerStore",
+    "LoadTransaction",
+    "ReferenceStore",
+]
+
+
+@attrs.frozen
+class FileRange:
+    """``length`` bytes at ``offset`` of the regular file at ``path``.
+
+    A layer that offers one can be copied by the kernel instead of through Python.
+    """
+
+    path: str
+    offset: int
+    length: int
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """One uncompressed layer tar."""
+
+    @property
+    def diff_id(self) -> Digest:
+        """sha256 of the uncompressed tar, as the image config lists it."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Length in bytes of the uncompressed tar."""
+        ...
+
+    def open(self) -> BinaryIO:
+        """A fresh readable stream of the uncompressed tar, from its first byte."""
+        ...
+
+    def file_range(self) -> Optional[FileRange]:
+        """Where the uncompressed bytes lie in a regular file, if they do; else ``None``."""
+        ...
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """Image configs by image ID (the sha256 of the config bytes)."""
+
+    def get_config(self, image_id: Digest) -> bytes:
+        """The raw config bytes; raises :class:`~tarexport.errors.ImageNotFound`."""
+        ...
+
+    def search(self, prefix: str) -> Sequence[Digest]:
+        """Every image ID whose hex starts with ``prefix`` (``""`` lists all images)."""
+        ...
+
+    def get_parent(self, image_id: Digest) -> Optional[Digest]:
+        """The image this one was built from, when the store records one."""
+        ...
+
+
+@runtime_checkable
+class LayerStore(Protocol):
+    """Layers by chain ID."""
+
+    def get_layer(self, chain_id: Digest) -> Layer:
+        """The layer on top of this chain; raises :class:`~tarexport.errors.LayerNotFound`."""
+        ...
+
+
+@runtime_checkable
+class ReferenceStore(Protocol):
+    """Tags (``name:tag``) and digests (``name@sha256:...``) pointing at image IDs."""
+
+    def get(self, reference: Reference) -> Digest:
+        """The image a tagged or digested reference names; raises ``ReferenceNotFound``."""
+        ...
+
+    def references_by_name(self, name: Named) -> Sequence[tuple[Named, Digest]]:
+        """Every reference of the repository ``name`` (tag and digest ignored), with its image."""
+        ...
+
+    def references(self, image_id: Digest) -> Sequence[Named]:
+        """Every reference that points at ``image_id``, in the order they were added."""
+        ...
+
+
+# -- loading into a store ------------------------------------------------------------------
+
+
+@runtime_checkable
+class BlobWriter(Protocol):
+    """A blob being staged by a :class:`LoadTransaction`; invisible to every reader."""
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Append bytes to the blob."""
+        ...
+
+    def commit(self, digest: Digest) -> None:
+        """Finish the blob and keep it staged under ``digest``.
+
+        ``digest`` is the sha256 the loader computed over every byte written; the sink files
+        the blob under it without hashing again. Staging the same digest twice is fine.
+        """
+        ...
+
+    def abort(self) -> None:
+        """Drop the blob."""
+        ...
+
+
+@runtime_checkable
+class LoadTransaction(Protocol):
+    """One load into a store: staged blobs, then images registered one at a time."""
+
+    def stage_blob(self) -> BlobWriter:
+        """A writer for a new staged blob."""
+        ...
+
+    def open_staged(self, digest: Digest) -> BinaryIO:
+        """A readable stream of a blob staged in this transaction (or already in the store)."""
+        ...
+
+    def commit_image(
+        self,
+        config: Digest,
+        layers: Sequence[Digest],
+        references: Sequence[Named],
+        parent: Optional[Digest],
+    ) -> None:
+        """Register an image, atomically.
+
+        ``config`` holds the raw config (its digest is the image ID); ``layers`` are the
+        uncompressed layer tars bottom to top (each digest is that layer's diff ID). Each must
+        be staged in this transaction or already be in the store. ``references`` are tags to
+        point at the image, moved from any image that had them; ``parent`` is an image ID
+        already in the store, or ``None``. When this returns, the image and its references are
+        visible; when it raises, nothing of this image is visible and no blob it added remains.
+        """
+        ...
+
+    def close(self) -> None:
+        """Discard every staged blob that no committed image uses; idempotent."""
+        ...
+
+
+@runtime_checkable
+class ImageSink(Protocol):
+    """A store the loader can write into."""
+
+    def begin_load(self) -> LoadTransaction:
+        """Start a load; the caller must :meth:`LoadTransaction.close` it, also on failure."""
+        ...
