@@ -507,3 +507,12 @@ class Image:
     @property
     def size(self) -> int:
         return self.v1.size
+
+    def check_layer_count(self, count: int) -> None:
+        """Raise unless ``count`` layers were given for this config's diff IDs."""
+        if count != len(self.diff_ids):
+            raise InvalidImageConfig(
+                f"image {self.id}: {count} layers given for "
+                f"{len(self.diff_ids)} diff IDs in rootfs",
+                field="rootfs.diff_ids",
+            )

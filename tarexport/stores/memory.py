@@ -12,7 +12,6 @@ import attrs
 from ..digest import Digest, chain_ids
 from ..errors import (
     ImageNotFound,
-    InvalidImageConfig,
     LayerDigestMismatch,
     LayerNotFound,
     LayerSizeMismatch,
@@ -100,12 +99,7 @@ class MemoryStore:
         image ID, the sha256 of ``config``.
         """
         image = Image.from_bytes(bytes(config))
-        if len(layers) != len(image.diff_ids):
-            raise InvalidImageConfig(
-                f"image {image.id}: {len(layers)} layers given for "
-                f"{len(image.diff_ids)} diff IDs in rootfs",
-                field="rootfs.diff_ids",
-            )
+        image.check_layer_count(len(layers))
         parsed_refs = [self._parse_reference(ref) for ref in references]
         parent_id = Digest.coerce(parent) if parent is not None else None
         new_layers = [self._make_layer(d, src) for d, src in zip(image.diff_ids, layers)]

@@ -800,12 +800,7 @@ class OCILayoutStore:
         Returns the image ID.
         """
         image = Image.from_bytes(bytes(config))
-        if len(layers) != len(image.diff_ids):
-            raise InvalidImageConfig(
-                f"image {image.id}: {len(layers)} layers given for "
-                f"{len(image.diff_ids)} diff IDs in rootfs",
-                field="rootfs.diff_ids",
-            )
+        image.check_layer_count(len(layers))
         refs = [self._parse_reference(ref) for ref in references]
         parent_id = Digest.coerce(parent) if parent is not None else None
         txn = _Transaction(self)
