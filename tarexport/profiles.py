@@ -114,7 +114,9 @@ DOCKER_25 = Profile(
     missing_created="now",
     config_platform=True,
 )
-"""Docker 25.0-26.0 (with the 25.x bugs fixed): OCI layout inside the archive."""
+"""Docker 25.0-26.0 (with the 25.x bugs fixed): an OCI image layout inside the archive,
+``platform`` in its descriptors, ``index.json`` and ``blobs/sha256/`` at the wall clock
+(``now``), JSON as Go 1.21 writes it."""
 
 DOCKER_28 = attrs.evolve(
     DOCKER_25,
@@ -124,7 +126,7 @@ DOCKER_28 = attrs.evolve(
     missing_created="epoch",
     config_platform=False,
 )
-"""Docker 28: stable timestamps except ``blobs/sha256/``."""
+"""Docker 28: stable timestamps except ``blobs/sha256/``; no ``platform``; Go 1.22+ JSON."""
 
 DOCKER_29 = attrs.evolve(DOCKER_28, name="docker-29", blobs_dir_mtime="epoch")
 """Docker 29 (graphdriver store): every wall-clock stamp pinned; fully deterministic."""

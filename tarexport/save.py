@@ -459,126 +459,167 @@ class _V1Layout:
 
 
 class _HybridLayout:
-    """Docker 25 and later: an OCI image layout plus ``manifest.json`` and ``repositories``."""
+    """Docker 25 and later: an OCI image layout plus ``manifest.json`` and ``repositories``.
+
+    Written as Docker 25+ writes it with the 25.x bugs fixed: every layer is in its image's
+    OCI manifest, in order, with its exact size and digest; every saved image is in
+    ``index.json`` (one descriptor per tag, or one without a name when untagged); blobs are
+    deduplicated across the whole save and stamped by the first image that writes them.
+    Images without layers (only with ``zero_layer_images``) get ``"Layers":[]`` and
+    ``"layers":[]``: an array, as the OCI image spec's schema asks, where Go would write
+    ``null`` for its empty slice.
+    """
 
     def __init__(self, saver: Saver, planned: Sequence[PlannedImage]) -> None:
         self.saver = saver
         self.planned = planned
         self.profile = saver.profile
         self.stamper = _Stamper(self.profile, planned)
+        self.short_escapes = self.profile.go_short_escapes
+        self.blobs: dict[str, Entry] = {}  # hex -> entry; names are sorted when written
+        self.index: list[dict[str, object]] = []
+        self.manifest: list[dict[str, object]] = []
+        self.repositories: dict[str, dict[str, str]] = {}
 
     def entries(self) -> list[Entry]:
         stamper = self.stamper
         profile = self.profile
-        short = profile.go_short_escapes
-        blobs: dict[str, Entry] = {}  # hex -> blob entry; the first writer stamps it
-        written_v1: set[str] = set()
-        manifest = []
-        index = []
-        repositories: dict[str, dict[str, str]] = {}
         parents = self.saver._parent_links(self.planned)
-
-        def blob(digest_hex: str, data: bytes, mtime: int, layer: Optional[Layer] = None) -> None:
-            if digest_hex in blobs:
-                return
-            name = f"blobs/sha256/{digest_hex}"
-            if layer is not None:
-                header = stamper.header(name, REGTYPE, mtime, layer.size)
-                blobs[digest_hex] = Entry(header, layer=layer)
-            else:
-                blobs[digest_hex] = stamper.file(name, data, mtime)
-
+        written_v1: set[str] = set()
         for planned in self.planned:
-            image = planned.image
-            created = stamper.created(image)
-            layers = self.saver._layers_of(image)
-            layer_sources = {}
-            for v1, layer in zip(legacy_layers(image, profile), layers):
-                if v1.id not in written_v1:
-                    written_v1.add(v1.id)
-                    blob(Digest.from_bytes(v1.json).hex, v1.json, created)
-                    blob(v1.diff_id.hex, b"", created, layer)
-                layer_sources[str(v1.diff_id)] = {
-                    "mediaType": MEDIA_LAYER,
-                    "size": layer.size,
-                    "digest": str(v1.diff_id),
-                }
-            blob(planned.id.hex, image.raw, created)
+            self._add_image(planned, parents.get(planned.id), written_v1)
 
-            config_descriptor: dict[str, object] = {
-                "mediaType": MEDIA_CONFIG,
-                "digest": str(planned.id),
-                "size": len(image.raw),
-            }
-            platform = _platform(image)
-            if profile.config_platform:
-                config_descriptor["platform"] = platform
-            oci_manifest = gojson.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": MEDIA_MANIFEST,
-                    "config": config_descriptor,
-                    "layers": [
-                        {"mediaType": MEDIA_LAYER, "digest": str(layer.diff_id), "size": layer.size}
-                        for layer in layers
-                    ],
-                },
-                short_escapes=short,
+        entries = [
+            Entry(stamper.header("blobs/", DIRTYPE, self._blobs_dir_mtime())),
+            Entry(stamper.header("blobs/sha256/", DIRTYPE,
+                                 stamper.stamp(profile.blobs_dir_mtime, 0))),
+        ]
+        entries += [self.blobs[hex_] for hex_ in sorted(self.blobs)]
+        index_json = self._json(
+            {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": self.index}
+        )
+        entries.append(stamper.file("index.json", index_json,
+                                    stamper.stamp(profile.index_mtime, 0)))
+        entries.append(stamper.file("manifest.json", self._json(self.manifest) + b"\n", 0))
+        entries.append(stamper.file("oci-layout", OCI_LAYOUT, 0))
+        if self.repositories:
+            repositories: gojson.Map[gojson.Map[str]] = gojson.Map(
+                {name: gojson.Map(tags) for name, tags in self.repositories.items()}
             )
-            manifest_digest = Digest.from_bytes(oci_manifest)
-            blob(manifest_digest.hex, oci_manifest, 0)
+            entries.append(stamper.file("repositories", self._json(repositories) + b"\n", 0))
+        return entries
 
-            base: dict[str, object] = {
+    def _add_image(
+        self, planned: PlannedImage, parent: Optional[Digest], written_v1: set[str]
+    ) -> None:
+        image = planned.image
+        created = self.stamper.created(image)
+        layers = self.saver._layers_of(image)
+
+        layer_sources: dict[str, object] = {}
+        for v1, layer in zip(legacy_layers(image, self.profile), layers):
+            # The v1 json is written once per v1 ID, the layer once per diff ID. Nothing
+            # refers to the v1 json blobs; Docker writes them anyway, so they are here too.
+            if v1.id not in written_v1:
+                written_v1.add(v1.id)
+                self._blob(Digest.from_bytes(v1.json).hex, v1.json, created)
+            self._layer_blob(layer, created)
+            # distribution.Descriptor's field order: size before digest.
+            layer_sources[str(layer.diff_id)] = {
+                "mediaType": MEDIA_LAYER,
+                "size": layer.size,
+                "digest": str(layer.diff_id),
+            }
+        self._blob(planned.id.hex, image.raw, created)
+
+        platform = _platform(image) if self.profile.config_platform else None
+        config: dict[str, object] = {
+            "mediaType": MEDIA_CONFIG,
+            "digest": str(planned.id),
+            "size": len(image.raw),
+        }
+        if platform is not None:
+            config["platform"] = platform
+        oci_manifest = self._json({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": config,
+            "layers": [
+                {"mediaType": MEDIA_LAYER, "digest": str(layer.diff_id), "size": layer.size}
+                for layer in layers
+            ],
+        })
+        manifest_digest = Digest.from_bytes(oci_manifest)
+        self._blob(manifest_digest.hex, oci_manifest, 0)
+
+        def descriptor(annotations: Optional[gojson.Map[str]]) -> dict[str, object]:
+            # ocispec.Descriptor's field order: annotations, then platform.
+            out: dict[str, object] = {
                 "mediaType": MEDIA_MANIFEST,
                 "digest": str(manifest_digest),
                 "size": len(oci_manifest),
             }
-            trailer = {"platform": platform} if profile.config_platform else {}
-            for tag in planned.tags:
-                names = {ANNOTATION_IMAGE_NAME: str(tag), ANNOTATION_REF_NAME: tag.tag or ""}
-                index.append({**base, "annotations": gojson.Map(names), **trailer})
-                if image.diff_ids:
-                    top = image.diff_ids[-1].hex
-                    repositories.setdefault(familiar_name(tag), {})[tag.tag or ""] = top
-            if not planned.tags:
-                index.append({**base, **trailer})
+            if annotations is not None:
+                out["annotations"] = annotations
+            if platform is not None:
+                out["platform"] = platform
+            return out
 
-            item: dict[str, object] = {
-                "Config": f"blobs/sha256/{planned.id.hex}",
-                "RepoTags": list(planned.repo_tags) or None,
-                "Layers": [f"blobs/sha256/{d.hex}" for d in image.diff_ids],
-            }
-            if planned.id in parents:
-                item["Parent"] = str(parents[planned.id])
-            if layer_sources:
-                item["LayerSources"] = gojson.Map(layer_sources)
-            manifest.append(item)
+        for tag in planned.tags:
+            self.index.append(descriptor(gojson.Map({
+                ANNOTATION_IMAGE_NAME: str(tag),
+                ANNOTATION_REF_NAME: tag.tag or "",
+            })))
+            if image.diff_ids:
+                top = image.diff_ids[-1].hex
+                self.repositories.setdefault(familiar_name(tag), {})[tag.tag or ""] = top
+        if not planned.tags:
+            self.index.append(descriptor(None))
 
-        last_created = stamper.created(self.planned[-1].image) if self.planned else 0
-        entries = [
-            Entry(stamper.header("blobs/", DIRTYPE, last_created)),
-            Entry(stamper.header("blobs/sha256/", DIRTYPE,
-                                 stamper.stamp(profile.blobs_dir_mtime, 0))),
-        ]
-        entries += [blobs[hex_] for hex_ in sorted(blobs)]
-        index_json = gojson.dumps(
-            {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": index}, short_escapes=short
-        )
-        entries.append(stamper.file("index.json", index_json,
-                                    stamper.stamp(profile.index_mtime, 0)))
-        manifest_json = gojson.encode(manifest, short_escapes=short)
-        entries.append(stamper.file("manifest.json", manifest_json, 0))
-        entries.append(stamper.file("oci-layout", OCI_LAYOUT, 0))
-        if repositories:
-            data = gojson.encode(
-                gojson.Map({k: gojson.Map(v) for k, v in repositories.items()}), short_escapes=short
-            )
-            entries.append(stamper.file("repositories", data, 0))
-        return entries
+        item: dict[str, object] = {
+            "Config": f"blobs/sha256/{planned.id.hex}",
+            "RepoTags": list(planned.repo_tags) or None,
+            "Layers": [f"blobs/sha256/{diff_id.hex}" for diff_id in image.diff_ids],
+        }
+        if parent is not None:
+            item["Parent"] = str(parent)
+        if layer_sources:
+            item["LayerSources"] = gojson.Map(layer_sources)
+        self.manifest.append(item)
+
+    def _blob(self, digest_hex: str, data: bytes, mtime: int) -> None:
+        """A small blob; one already written keeps its first writer's stamp."""
+        if digest_hex not in self.blobs:
+            self.blobs[digest_hex] = self.stamper.file(f"blobs/sha256/{digest_hex}", data, mtime)
+
+    def _layer_blob(self, layer: Layer, mtime: int) -> None:
+        digest_hex = layer.diff_id.hex
+        if digest_hex not in self.blobs:
+            name = f"blobs/sha256/{digest_hex}"
+            header = self.stamper.header(name, REGTYPE, mtime, layer.size)
+            self.blobs[digest_hex] = Entry(header, layer=layer)
+
+    def _blobs_dir_mtime(self) -> int:
+        """``blobs/``: re-stamped with each image's ``created``, so the last one's shows.
+
+        Docker 25 to 27 skip the stamp for an image without ``created`` (the directory keeps
+        the previous image's, or the wall clock it was made at); 28 and later stamp the epoch.
+        """
+        mtime = self.stamper.now(self.stamper.newest)
+        for planned in self.planned:
+            if planned.image.created is not None or self.profile.missing_created != "now":
+                mtime = self.stamper.created(planned.image)
+        return mtime
+
+    def _json(self, value: object) -> bytes:
+        return gojson.dumps(value, short_escapes=self.short_escapes)
 
 
 def _platform(image: Image) -> dict[str, object]:
-    """The OCI platform of an image config, in image-spec field order."""
+    """The OCI platform of an image config, in image-spec field order.
+
+    ``architecture`` and ``os`` are always written; the rest only when set.
+    """
     platform: dict[str, object] = {"architecture": image.architecture, "os": image.os}
     if image.os_version:
         platform["os.version"] = image.os_version

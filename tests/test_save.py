@@ -7,11 +7,12 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import attrs
 import pytest
-from helpers import GOLDENS_DIR, assert_tar_equal
+from golden_store import CASES, Golden, build_store, read_golden
+from helpers import assert_tar_equal
 
 from tarexport import MemoryStore, SavePlan, Saver, profiles
 from tarexport.digest import Digest
@@ -29,85 +30,7 @@ from tarexport.errors import (
 )
 from tarexport.tarstream import END_OF_ARCHIVE
 
-GOLDENS = GOLDENS_DIR
-CASES = sorted(p.name for p in GOLDENS.iterdir() if (p / "save.tar").exists())
 DEBIAN_20_10 = attrs.evolve(profiles.DOCKER_20_10, owner_name="root")
-
-
-@attrs.frozen
-class Golden:
-    """What Docker had in its stores for one golden, read back from the archive and case."""
-
-    name: str
-    case: dict[str, Any]
-    archive: bytes
-    configs: dict[str, bytes]  # image hex -> raw config
-    layers: dict[str, list[bytes]]  # image hex -> layer tars, bottom to top
-    tags: dict[str, list[str]]  # image hex -> references Docker had
-    parents: dict[str, str]
-    order: tuple[str, ...]  # image hexes in the archive's manifest order
-    symlink_mtime: Optional[int]
-
-
-def read_golden(name: str) -> Golden:
-    case = json.loads((GOLDENS / name / "case.json").read_text())
-    archive = (GOLDENS / name / "save.tar").read_bytes()
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        members = {m.name: m for m in tar.getmembers()}
-
-        def read(path: str) -> bytes:
-            member = members[path]
-            while member.issym():
-                path = os.path.normpath(os.path.join(os.path.dirname(path), member.linkname))
-                member = members[path]
-            data = tar.extractfile(member)
-            assert data is not None
-            return data.read()
-
-        manifest = json.loads(read("manifest.json"))
-        configs, layers, tags = {}, {}, {}
-        order = []
-        for item in manifest:
-            hex_ = item["Config"].removesuffix(".json")
-            order.append(hex_)
-            configs[hex_] = read(item["Config"])
-            layers[hex_] = [read(p) for p in item["Layers"]]
-            tags[hex_] = list(item["RepoTags"] or [])
-        symlinks = [m for m in members.values() if m.issym()]
-        symlink_mtime = symlinks[0].mtime if symlinks else None
-    parents = {}
-    for image in case["images"]:
-        hex_ = image["id"].removeprefix("sha256:")
-        for ref in image["repo_tags"] + image["repo_digests"]:
-            if ref not in tags.setdefault(hex_, []):
-                tags[hex_].append(ref)
-        if image["parent"]:
-            parents[hex_] = image["parent"]
-    return Golden(name, case, archive, configs, layers, tags, parents, tuple(order), symlink_mtime)
-
-
-def build_store(golden: Golden, tmp_path: Path, *, files: bool) -> MemoryStore:
-    """A MemoryStore holding the golden's images; layers as files on disk or as bytes."""
-    store = MemoryStore()
-    pending = dict(golden.configs)
-    while pending:  # parents first, so that parent IDs refer to known images
-        for hex_, config in list(pending.items()):
-            parent = golden.parents.get(hex_)
-            if parent and parent.removeprefix("sha256:") in pending:
-                continue
-            sources: list[Any] = []
-            for i, data in enumerate(golden.layers[hex_]):
-                if files:
-                    path = tmp_path / f"{hex_[:12]}-{i}.tar"
-                    path.write_bytes(data)
-                    sources.append(path)
-                else:
-                    sources.append(data)
-            known = parent and parent.removeprefix("sha256:") in golden.configs
-            known_parent = parent if known else None
-            store.add_image(config, sources, golden.tags.get(hex_, []), parent=known_parent)
-            del pending[hex_]
-    return store
 
 
 def golden_profile(golden: Golden) -> profiles.Profile:
