@@ -8,19 +8,32 @@ its ``case.json`` only. :func:`build_store` puts those parts in a
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tarfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import attrs
 from helpers import GOLDENS_DIR
+from peers import DockerCLI
 
-from tarexport import MemoryStore
+from tarexport import MemoryStore, Saver
+from tarexport.profiles import Profile
 
-__all__ = ["CASES", "Golden", "build_store", "read_golden"]
+__all__ = [
+    "CASES",
+    "ExpectedImage",
+    "Golden",
+    "assert_loaded",
+    "build_store",
+    "evict",
+    "expected_images",
+    "read_golden",
+    "save_to_file",
+]
 
 CASES = sorted(p.name for p in GOLDENS_DIR.iterdir() if (p / "save.tar").exists())
 """Every golden case that has a ``save.tar`` (error cases have none)."""
@@ -79,7 +92,15 @@ def read_golden(name: str) -> Golden:
         if image["parent"]:
             parents[hex_] = image["parent"]
     return Golden(
-        name, case, archive, configs, layers, tags, parents, tuple(order), symlink_mtime,
+        name,
+        case,
+        archive,
+        configs,
+        layers,
+        tags,
+        parents,
+        tuple(order),
+        symlink_mtime,
         repo_tags,
     )
 
@@ -106,3 +127,70 @@ def build_store(golden: Golden, tmp_path: Path, *, files: bool) -> MemoryStore:
             store.add_image(config, sources, golden.tags.get(hex_, []), parent=known_parent)
             del pending[hex_]
     return store
+
+
+# -- what Docker must show after loading a golden's images --------------------------------
+
+
+@attrs.frozen
+class ExpectedImage:
+    """An image as Docker wrote it in the golden: what `docker image inspect` must show."""
+
+    hex: str
+    repo_tags: tuple[str, ...]
+    parent: str
+    layers: tuple[bytes, ...]
+
+    @property
+    def id(self) -> str:
+        return f"sha256:{self.hex}"
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in self.layers]
+
+
+def expected_images(golden: Golden) -> list[ExpectedImage]:
+    """The golden's images, from Docker's own `manifest.json` and layer tars."""
+    images = []
+    for item in golden.case["manifest"]:
+        hex_ = item["Config"].removesuffix(".json")
+        tags = tuple(item["RepoTags"] or ())
+        images.append(ExpectedImage(hex_, tags, item.get("Parent", ""), tuple(golden.layers[hex_])))
+    return images
+
+
+def save_to_file(store: MemoryStore, names: Sequence[str], profile: Profile, path: Path) -> Path:
+    """Save ``names`` from ``store`` into the file ``path``."""
+    with open(path, "wb") as out:
+        Saver(store, store, store, profile=profile).save(list(names), out)
+    return path
+
+
+def evict(docker: DockerCLI, refs: Sequence[str]) -> list[str]:
+    """Remove these images and tags from the daemon; returns those still there after trying.
+
+    A parent cannot go while its child exists, so passes repeat until nothing is left.
+    """
+    present = list(refs)
+    for _ in range(4):
+        present = [ref for ref in present if docker.exists(ref)]
+        if not present:
+            break
+        docker.rmi(*present, check=False)
+    return [ref for ref in present if docker.exists(ref)]
+
+
+def assert_loaded(
+    docker: DockerCLI, loaded: Sequence[str], images: Sequence[ExpectedImage]
+) -> None:
+    """`docker load` reported every tag (or the ID of an untagged image), and inspect agrees."""
+    expected = [tag for image in images for tag in image.repo_tags]
+    expected += [image.id for image in images if not image.repo_tags]
+    assert sorted(loaded) == sorted(expected)
+    for image in images:
+        info = docker.inspect(image.id)
+        assert info["Id"] == image.id
+        assert sorted(info["RepoTags"]) == sorted(image.repo_tags), image.id
+        assert info["Parent"] == image.parent, image.id
+        assert info["RootFS"].get("Layers", []) == image.diff_ids, image.id

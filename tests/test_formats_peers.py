@@ -19,49 +19,26 @@ import hashlib
 import json
 import tarfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import attrs
 import pytest
-from golden_store import CASES, Golden, build_store, read_golden
+from golden_store import (
+    CASES,
+    ExpectedImage,
+    assert_loaded,
+    build_store,
+    evict,
+    expected_images,
+    read_golden,
+    save_to_file,
+)
 from peers import DockerCLI, DockerScratch, Tool
 
-from tarexport import MemoryStore, Saver, profiles
+from tarexport import MemoryStore, profiles
 from tarexport.profiles import Profile
 
 pytestmark = pytest.mark.peer
-
-
-@attrs.frozen
-class ExpectedImage:
-    """An image as Docker wrote it in the golden."""
-
-    hex: str
-    repo_tags: tuple[str, ...]
-    parent: str
-    layers: tuple[bytes, ...]
-
-    @property
-    def id(self) -> str:
-        return f"sha256:{self.hex}"
-
-    @property
-    def diff_ids(self) -> list[str]:
-        return ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in self.layers]
-
-
-def expected_images(golden: Golden) -> list[ExpectedImage]:
-    return [
-        ExpectedImage(item["Config"].removesuffix(".json"), tuple(item["RepoTags"] or ()),
-                      item.get("Parent", ""), tuple(golden.layers[item["Config"][:-5]]))
-        for item in golden.case["manifest"]
-    ]
-
-
-def save(store: Any, names: Sequence[str], profile: Profile, path: Path) -> Path:
-    with open(path, "wb") as out:
-        Saver(store, store, store, profile=profile).save(list(names), out)
-    return path
 
 
 def read_member(path: Path, name: str) -> bytes:
@@ -80,30 +57,6 @@ def extract(archive: Path, into: Path) -> Path:
     return into
 
 
-def evict(docker: DockerCLI, refs: Sequence[str]) -> None:
-    """Remove these images and tags from the daemon, so that a load has to create them."""
-    for _ in range(4):  # a parent cannot go before its child
-        present = [ref for ref in refs if docker.exists(ref)]
-        if not present:
-            return
-        docker.rmi(*present, check=False)
-    assert not [ref for ref in refs if docker.exists(ref)]
-
-
-def assert_loaded(
-    docker: DockerCLI, loaded: Sequence[str], images: Sequence[ExpectedImage]
-) -> None:
-    expected = [tag for image in images for tag in image.repo_tags]
-    expected += [image.id for image in images if not image.repo_tags]
-    assert sorted(loaded) == sorted(expected)
-    for image in images:
-        info = docker.inspect(image.id)
-        assert info["Id"] == image.id
-        assert sorted(info["RepoTags"]) == sorted(image.repo_tags), image.id
-        assert info["Parent"] == image.parent, image.id
-        assert info["RootFS"].get("Layers", []) == image.diff_ids, image.id
-
-
 # -- every golden, saved with the default profile --------------------------------------------
 
 
@@ -111,9 +64,11 @@ def assert_loaded(
 def test_docker_20_10_loads_it(docker: DockerScratch, case: str, tmp_path: Path) -> None:
     golden = read_golden(case)
     store = build_store(golden, tmp_path, files=True)
-    archive = save(store, golden.case["docker_save_args"], profiles.DEFAULT, tmp_path / "a.tar")
+    archive = save_to_file(
+        store, golden.case["docker_save_args"], profiles.DEFAULT, tmp_path / "a.tar"
+    )
     images = expected_images(golden)
-    evict(docker, [image.id for image in images] + [t for i in images for t in i.repo_tags])
+    assert not evict(docker, [i.id for i in images] + [t for i in images for t in i.repo_tags])
 
     assert_loaded(docker, docker.load(archive), images)
 
@@ -154,12 +109,14 @@ def assert_copied(directory: Path, image: ExpectedImage) -> None:
 def test_skopeo_copies_every_image(skopeo: Tool, case: str, tmp_path: Path) -> None:
     golden = read_golden(case)
     store = build_store(golden, tmp_path, files=True)
-    archive = save(store, golden.case["docker_save_args"], profiles.DEFAULT, tmp_path / "a.tar")
+    archive = save_to_file(
+        store, golden.case["docker_save_args"], profiles.DEFAULT, tmp_path / "a.tar"
+    )
     sources = skopeo_sources(archive)
     for image in expected_images(golden):
         source = sources.get(image.hex)
         if source is None:  # not nameable in the whole archive: the image saved alone
-            alone = save(store, [image.id], profiles.DEFAULT, tmp_path / f"{image.hex}.tar")
+            alone = save_to_file(store, [image.id], profiles.DEFAULT, tmp_path / f"{image.hex}.tar")
             source = f"oci-archive:{alone}"
         target = tmp_path / f"dir-{image.hex}"
         skopeo.run("--insecure-policy", "copy", "--quiet", source, f"dir:{target}")
@@ -170,7 +127,9 @@ def test_skopeo_copies_every_image(skopeo: Tool, case: str, tmp_path: Path) -> N
 def test_umoci_reads_the_extracted_layout(umoci: Tool, case: str, tmp_path: Path) -> None:
     golden = read_golden(case)
     store = build_store(golden, tmp_path, files=True)
-    archive = save(store, golden.case["docker_save_args"], profiles.DEFAULT, tmp_path / "a.tar")
+    archive = save_to_file(
+        store, golden.case["docker_save_args"], profiles.DEFAULT, tmp_path / "a.tar"
+    )
     layout = extract(archive, tmp_path / "layout")
     images = expected_images(golden)
     ref_names = [tag.rpartition(":")[2] for image in images for tag in image.repo_tags]
@@ -185,13 +144,15 @@ def test_umoci_reads_the_extracted_layout(umoci: Tool, case: str, tmp_path: Path
 # -- which consumer reads which profile: the table of docs/formats.md ------------------------
 
 
-ZERO_CONFIG = json.dumps({
-    "architecture": "amd64",
-    "config": {"Labels": {"only": "a label"}},
-    "created": "2026-11-28T23:01:25.266573106Z",
-    "os": "linux",
-    "rootfs": {"type": "layers"},
-}).encode()
+ZERO_CONFIG = json.dumps(
+    {
+        "architecture": "amd64",
+        "config": {"Labels": {"only": "a label"}},
+        "created": "2026-11-28T23:01:25.266573106Z",
+        "os": "linux",
+        "rootfs": {"type": "layers"},
+    }
+).encode()
 
 
 @attrs.frozen
@@ -219,7 +180,8 @@ def sample(kind: str, tmp_path: Path) -> Sample:
 def reads(consumer: str, archive: Path, sample: Sample, tmp_path: Path, peer: Any) -> None:
     """Run one consumer on the archive; raises (a peer command error) when it cannot read it."""
     if consumer == "docker load":
-        evict(peer, [i.id for i in sample.images] + [t for i in sample.images for t in i.repo_tags])
+        refs = [i.id for i in sample.images] + [t for i in sample.images for t in i.repo_tags]
+        assert not evict(peer, refs)
         assert_loaded(peer, peer.load(archive), sample.images)
     elif consumer in ("skopeo docker-archive", "skopeo oci-archive"):
         transport = consumer.split()[1]
@@ -230,8 +192,13 @@ def reads(consumer: str, archive: Path, sample: Sample, tmp_path: Path, peer: An
             ref_name = image.repo_tags[0].rpartition(":")[2]
             name = f"@{n}" if transport == "docker-archive" else ref_name
             target = tmp_path / f"{transport}-{n}"
-            peer.run("--insecure-policy", "copy", "--quiet", f"{transport}:{archive}:{name}",
-                     f"dir:{target}")
+            peer.run(
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                f"{transport}:{archive}:{name}",
+                f"dir:{target}",
+            )
             config = json.loads((target / "manifest.json").read_bytes())["config"]["digest"]
             assert_copied(target, by_id[config])
             copied.append(config)
@@ -239,16 +206,21 @@ def reads(consumer: str, archive: Path, sample: Sample, tmp_path: Path, peer: An
     else:
         layout = extract(archive, tmp_path / "layout")
         listed = peer.run("ls", "--layout", str(layout)).stdout.decode().split()
-        assert sorted(listed) == sorted(t.rpartition(":")[2] for i in sample.images
-                                        for t in i.repo_tags)
+        assert sorted(listed) == sorted(
+            t.rpartition(":")[2] for i in sample.images for t in i.repo_tags
+        )
         for name in listed:
             peer.run("stat", "--image", f"{layout}:{name}")
 
 
 CONSUMERS = ("docker load", "skopeo docker-archive", "skopeo oci-archive", "umoci")
 # Measured: the OCI tools need the OCI layout (index.json, oci-layout) of Docker 25+.
-READS_V1_DIRS = {"docker load": True, "skopeo docker-archive": True,
-                 "skopeo oci-archive": False, "umoci": False}
+READS_V1_DIRS = {
+    "docker load": True,
+    "skopeo docker-archive": True,
+    "skopeo oci-archive": False,
+    "umoci": False,
+}
 
 
 @pytest.mark.parametrize("kind", ["two-images", "no-layers"])
@@ -264,7 +236,7 @@ def test_consumer_matrix(
         peer = request.getfixturevalue(consumer.split()[0])
     this = sample(kind, tmp_path)
     profile = attrs.evolve(profile, zero_layer_images=(kind == "no-layers"))
-    archive = save(this.store, this.names, profile, tmp_path / "a.tar")
+    archive = save_to_file(this.store, this.names, profile, tmp_path / "a.tar")
     if profile.layout == "oci-hybrid" or READS_V1_DIRS[consumer]:
         reads(consumer, archive, this, tmp_path, peer)
     else:

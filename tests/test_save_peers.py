@@ -13,68 +13,30 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator, List, Sequence
+from typing import Any, Iterator, Sequence
 
 import attrs
 import pytest
-from golden_store import CASES, Golden, build_store, read_golden
+from golden_store import (
+    CASES,
+    ExpectedImage,
+    Golden,
+    assert_loaded,
+    build_store,
+    evict,
+    expected_images,
+    read_golden,
+    save_to_file,
+)
 from helpers import assert_tar_equal
 from peers import COMMAND_TIMEOUT, DockerCLI, DockerScratch, PeerCommandError, Tool
 
-from tarexport import MemoryStore, Saver, profiles
-from tarexport.profiles import Profile
+from tarexport import Saver, profiles
 
 pytestmark = pytest.mark.peer
 
 # The goldens' daemon is Debian's docker.io 20.10, which writes "root" as owner names.
 DEBIAN_20_10 = attrs.evolve(profiles.DOCKER_20_10, owner_name="root")
-
-
-@attrs.frozen
-class ExpectedImage:
-    """An image as Docker described it in the golden: what `docker image inspect` must show."""
-
-    id: str
-    repo_tags: tuple[str, ...]
-    parent: str
-    diff_ids: tuple[str, ...]
-
-
-def expected_images(golden: Golden) -> List[ExpectedImage]:
-    """The golden's images from Docker's own `manifest.json` and config bytes."""
-    images = []
-    for item in golden.case["manifest"]:
-        hex_ = item["Config"].removesuffix(".json")
-        config = json.loads(golden.configs[hex_])
-        images.append(
-            ExpectedImage(
-                id=f"sha256:{hex_}",
-                repo_tags=tuple(item["RepoTags"] or ()),
-                parent=item.get("Parent", ""),
-                diff_ids=tuple(config["rootfs"]["diff_ids"]),
-            )
-        )
-    return images
-
-
-def save_to_file(golden: Golden, store: MemoryStore, profile: Profile, path: Path) -> Path:
-    with open(path, "wb") as out:
-        Saver(store, store, store, profile=profile).save(golden.case["docker_save_args"], out)
-    return path
-
-
-def remove(docker: DockerCLI, refs: Sequence[str]) -> List[str]:
-    """Remove these images or tags from the daemon; returns those still there after trying.
-
-    A parent cannot go while its child exists, so passes repeat until nothing is left.
-    """
-    present = list(refs)
-    for _ in range(4):
-        present = [ref for ref in present if docker.exists(ref)]
-        if not present:
-            break
-        docker.rmi(*present, check=False)
-    return [ref for ref in present if docker.exists(ref)]
 
 
 @contextlib.contextmanager
@@ -85,27 +47,12 @@ def loaded_fresh(
     they are removed again afterwards, also when a load failed half-way.
     """
     ids = [image.id for image in images]
-    left = remove(docker, [*ids, *tags])
+    left = evict(docker, [*ids, *tags])
     assert not left, f"the daemon still holds {left} after removing them"
     try:
         yield
     finally:
-        remove(docker, ids)
-
-
-def assert_loaded_as(
-    docker: DockerCLI, loaded: Sequence[str], images: Sequence[ExpectedImage]
-) -> None:
-    """`docker load` reported every tag (or the ID of an untagged image), and inspect agrees."""
-    expected_loaded = [tag for image in images for tag in image.repo_tags]
-    expected_loaded += [image.id for image in images if not image.repo_tags]
-    assert sorted(loaded) == sorted(expected_loaded)
-    for image in images:
-        info = docker.inspect(image.id)
-        assert info["Id"] == image.id
-        assert sorted(info["RepoTags"]) == sorted(image.repo_tags), image.id
-        assert info["Parent"] == image.parent, image.id
-        assert info["RootFS"]["Layers"] == list(image.diff_ids), image.id
+        evict(docker, ids)
 
 
 def resave_is_deterministic(golden: Golden) -> bool:
@@ -130,12 +77,14 @@ def resave_is_deterministic(golden: Golden) -> bool:
 def test_docker_20_10_loads_our_save(docker: DockerScratch, case: str, tmp_path: Path) -> None:
     golden = read_golden(case)
     store = build_store(golden, tmp_path, files=True)
-    archive = save_to_file(golden, store, DEBIAN_20_10, tmp_path / "ours.tar")
+    archive = save_to_file(
+        store, golden.case["docker_save_args"], DEBIAN_20_10, tmp_path / "ours.tar"
+    )
     images = expected_images(golden)
     with loaded_fresh(docker, images, [t for image in images for t in image.repo_tags]):
         loaded = docker.load(archive)
 
-        assert_loaded_as(docker, loaded, images)
+        assert_loaded(docker, loaded, images)
         if resave_is_deterministic(golden):
             # The daemon now holds exactly what it held when it wrote the golden.
             assert_tar_equal(docker.save(*golden.case["docker_save_args"]), golden.archive)
@@ -148,14 +97,16 @@ def test_docker_20_10_loads_the_2016_format(docker: DockerScratch, tmp_path: Pat
     """
     golden = read_golden("s04-build-multilayer-emptylayers")
     store = build_store(golden, tmp_path, files=True)
-    archive = save_to_file(golden, store, profiles.DOCKER_1_11, tmp_path / "ours-1.11.tar")
+    archive = save_to_file(
+        store, golden.case["docker_save_args"], profiles.DOCKER_1_11, tmp_path / "ours-1.11.tar"
+    )
     assert archive.read_bytes() != golden.archive  # really the older format
     images = expected_images(golden)
     assert len(images[0].diff_ids) > 1  # intermediate layers are what 1.11 writes differently
     with loaded_fresh(docker, images, [t for image in images for t in image.repo_tags]):
         loaded = docker.load(archive)
 
-        assert_loaded_as(docker, loaded, images)
+        assert_loaded(docker, loaded, images)
         assert_tar_equal(docker.save(*golden.case["docker_save_args"]), golden.archive)
 
 
@@ -209,7 +160,7 @@ def test_save_piped_into_docker_load(
             for line in stdout.decode().splitlines()
             if line.startswith("Loaded image: ")
         ]
-        assert_loaded_as(docker, loaded, renamed)
+        assert_loaded(docker, loaded, renamed)
 
 
 # -- skopeo -----------------------------------------------------------------------------------
@@ -220,7 +171,9 @@ def test_skopeo_reads_our_save(skopeo: Tool, case: str, tmp_path: Path) -> None:
     """skopeo (containers/image) finds every image by index and by tag, with Docker's config."""
     golden = read_golden(case)
     store = build_store(golden, tmp_path, files=True)
-    archive = save_to_file(golden, store, DEBIAN_20_10, tmp_path / "ours.tar")
+    archive = save_to_file(
+        store, golden.case["docker_save_args"], DEBIAN_20_10, tmp_path / "ours.tar"
+    )
     images = {image.id: image for image in expected_images(golden)}
 
     def config_of(source: str) -> bytes:
