@@ -43,22 +43,20 @@ from ..compression import (
 from ..digest import Digest, Digester, chain_ids
 from ..errors import (
     ArchiveDigestMismatch,
-    ImageNotFound,
     InvalidArchive,
     InvalidDigest,
     InvalidImageConfig,
     InvalidReference,
     InvalidTimestamp,
-    LayerNotFound,
-    ReferenceNotFound,
     StoreError,
     UnsafeArchive,
 )
 from ..gotime import GoTime
 from ..image import History, Image
-from ..reference import Named, Reference, parse_normalized_named, with_tag
+from ..reference import Named, parse_normalized_named, with_tag
 from ..tarread import BLOCK_SIZE, MemberIndex, TarMember, TarReader, looks_like_tar
 from .protocols import FileRange
+from .tables import StoreTables
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -805,7 +803,7 @@ def index_archive(stream: BinaryIO, limits: Limits, *, seekable: bool) -> Member
     return index
 
 
-class DockerArchiveStore:
+class DockerArchiveStore(StoreTables[ArchiveLayer]):
     """A ``docker save`` archive file read in place: an image, layer and reference store.
 
     The archive is indexed once, here: every member header is checked as hostile input would
@@ -838,10 +836,7 @@ class DockerArchiveStore:
         source = _FileSource(self.path, index, limits)
         contents = read_archive(source)
         self.legacy = contents.legacy
-        self._configs: dict[Digest, bytes] = {}
-        self._parents: dict[Digest, Digest] = {}
-        self._layers: dict[Digest, ArchiveLayer] = {}
-        self._references: dict[Named, Digest] = {}
+        StoreTables.__init__(self)
         self._order: list[Digest] = []
         for image in contents.images:
             self._add(source, image)
@@ -877,8 +872,7 @@ class DockerArchiveStore:
                 self._layers[chain] = _CompressedArchiveLayer(self, diff_id, member, kind, blob)
         for ref in image.references:
             # A later entry with the same tag takes it over, as loading them in order would.
-            self._references.pop(ref, None)
-            self._references[ref] = image.id
+            self._point(ref, image.id)
 
     # -- what the archive holds ---------------------------------------------------------
 
@@ -886,39 +880,4 @@ class DockerArchiveStore:
     def image_ids(self) -> tuple[Digest, ...]:
         """Every image of the archive, in the order ``manifest.json`` lists them."""
         return tuple(self._order)
-
-    # -- ImageStore ---------------------------------------------------------------------
-
-    def get_config(self, image_id: Digest) -> bytes:
-        try:
-            return self._configs[image_id]
-        except KeyError:
-            raise ImageNotFound(str(image_id)) from None
-
-    def search(self, prefix: str) -> Sequence[Digest]:
-        return sorted(d for d in self._configs if d.hex.startswith(prefix))
-
-    def get_parent(self, image_id: Digest) -> Optional[Digest]:
-        return self._parents.get(image_id)
-
-    # -- LayerStore ---------------------------------------------------------------------
-
-    def get_layer(self, chain_id: Digest) -> ArchiveLayer:
-        try:
-            return self._layers[chain_id]
-        except KeyError:
-            raise LayerNotFound(str(chain_id)) from None
-
-    # -- ReferenceStore -----------------------------------------------------------------
-
-    def get(self, reference: Reference) -> Digest:
-        if isinstance(reference, Named) and reference in self._references:
-            return self._references[reference]
-        raise ReferenceNotFound(str(reference))
-
-    def references_by_name(self, name: Named) -> Sequence[tuple[Named, Digest]]:
-        return [(ref, image) for ref, image in self._references.items() if ref.name == name.name]
-
-    def references(self, image_id: Digest) -> Sequence[Named]:
-        return [ref for ref, image in self._references.items() if image == image_id]
 

@@ -13,14 +13,13 @@ from ..digest import Digest, chain_ids
 from ..errors import (
     ImageNotFound,
     LayerDigestMismatch,
-    LayerNotFound,
     LayerSizeMismatch,
-    ReferenceNotFound,
     StoreError,
 )
 from ..image import Image
-from ..reference import Named, Reference, parse_normalized_named, tag_name_only
+from ..reference import Named, parse_normalized_named, tag_name_only
 from .protocols import FileRange
+from .tables import StoreTables
 
 __all__ = ["BytesLayer", "FileLayer", "LayerSource", "MemoryLoad", "MemoryStore"]
 
@@ -69,19 +68,13 @@ class FileLayer:
         return FileRange(self.path, 0, self.size)
 
 
-class MemoryStore:
+class MemoryStore(StoreTables[Union[BytesLayer, FileLayer]]):
     """Images, layers and references held in this process; satisfies all three store protocols.
 
     Layers given as paths stay on disk: only their size is taken when added. Their content is
     checked against the diff ID when an archive is written with ``verify=True``.
     """
 
-    def __init__(self) -> None:
-        self._configs: dict[Digest, bytes] = {}
-        self._parents: dict[Digest, Digest] = {}
-        self._layers: dict[Digest, Union[BytesLayer, FileLayer]] = {}
-        # Insertion-ordered: references(image) lists them in the order they were added.
-        self._references: dict[Named, Digest] = {}
 
     # -- adding -----------------------------------------------------------------------
 
@@ -120,9 +113,7 @@ class MemoryStore:
         if parent is not None:
             self._parents[image.id] = parent
         for ref in references:
-            # Re-adding moves the reference, as `docker tag` does; pop keeps order "as added".
-            self._references.pop(ref, None)
-            self._references[ref] = image.id
+            self._point(ref, image.id)
 
     def begin_load(self) -> MemoryLoad:
         """Start a load into this store (the :class:`~tarexport.stores.ImageSink` protocol).
@@ -144,9 +135,7 @@ class MemoryStore:
         target = Digest.coerce(image_id)
         if target not in self._configs:
             raise ImageNotFound(str(target))
-        ref = self._parse_reference(reference)
-        self._references.pop(ref, None)
-        self._references[ref] = target
+        self._point(self._parse_reference(reference), target)
 
     @staticmethod
     def _parse_reference(reference: Union[str, Named]) -> Named:
@@ -169,42 +158,6 @@ class MemoryStore:
         except OSError as exc:
             raise StoreError(f"layer file {path!r}: {exc.strerror}") from exc
         return FileLayer(diff_id, path, size)
-
-    # -- ImageStore ---------------------------------------------------------------------
-
-    def get_config(self, image_id: Digest) -> bytes:
-        try:
-            return self._configs[image_id]
-        except KeyError:
-            raise ImageNotFound(str(image_id)) from None
-
-    def search(self, prefix: str) -> Sequence[Digest]:
-        return sorted(d for d in self._configs if d.hex.startswith(prefix))
-
-    def get_parent(self, image_id: Digest) -> Optional[Digest]:
-        return self._parents.get(image_id)
-
-    # -- LayerStore ---------------------------------------------------------------------
-
-    def get_layer(self, chain_id: Digest) -> Union[BytesLayer, FileLayer]:
-        try:
-            return self._layers[chain_id]
-        except KeyError:
-            raise LayerNotFound(str(chain_id)) from None
-
-    # -- ReferenceStore -----------------------------------------------------------------
-
-    def get(self, reference: Reference) -> Digest:
-        found = self._references.get(reference) if isinstance(reference, Named) else None
-        if found is None:
-            raise ReferenceNotFound(str(reference))
-        return found
-
-    def references_by_name(self, name: Named) -> Sequence[tuple[Named, Digest]]:
-        return [(ref, image) for ref, image in self._references.items() if ref.name == name.name]
-
-    def references(self, image_id: Digest) -> Sequence[Named]:
-        return [ref for ref, image in self._references.items() if image == image_id]
 
 
 class _StagedBlob:
