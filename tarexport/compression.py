@@ -13,7 +13,6 @@ against a digest as it is read (:class:`VerifyingReader`).
 
 from __future__ import annotations
 
-import bz2
 import enum
 import io
 import zlib
@@ -152,7 +151,10 @@ class _Inflater:
     def _new(self) -> Any:
         if self.kind is Compression.GZIP:
             return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        # bz2 and lzma are imported only for such streams: they cost memory in every process.
         if self.kind is Compression.BZIP2:
+            import bz2
+
             return bz2.BZ2Decompressor()
         import lzma
 
