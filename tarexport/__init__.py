@@ -11,13 +11,14 @@ from .errors import TarexportError
 from .load import Limits, LoadedImage, Loader, LoadResult, load
 from .progress import Progress
 from .save import SavePlan, Saver
-from .stores import DockerArchiveStore, MemoryStore, OCILayoutStore
+from .stores import DockerArchiveStore, DockerRootStore, MemoryStore, OCILayoutStore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Digest",
     "DockerArchiveStore",
+    "DockerRootStore",
     "Limits",
     "LoadResult",
     "LoadedImage",

@@ -1,8 +1,8 @@
 """The ``tarexport`` command: ``docker save`` and ``docker load`` without a daemon.
 
 Commands: ``save``, ``load``, ``images`` and ``ref``. Images come from (and go to) a store
-named on the command line (``oci:DIR``, ``docker-archive:FILE``) or, by default, the embedded
-store: an OCI image layout in the user's data directory.
+named on the command line (``oci:DIR``, ``docker-archive:FILE``, ``docker-root:DIR``) or,
+by default, the embedded store: an OCI image layout in the user's data directory.
 
 Errors are one line on stderr (``tarexport: <message>``) and exit 1; usage errors exit 2; an
 interrupted command exits 130 and a closed output pipe ends the process by ``SIGPIPE``, as
@@ -45,6 +45,7 @@ from .reference import (
 )
 from .save import Saver
 from .stores.docker_archive import DockerArchiveStore
+from .stores.docker_root import DockerRootStore
 from .stores.memory import MemoryStore
 from .stores.oci_layout import OCILayoutStore
 
@@ -58,7 +59,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
-STORE_KINDS = ("oci", "docker-archive")
+STORE_KINDS = ("oci", "docker-archive", "docker-root")
 PROGRESS_MODES = ("auto", "tty", "plain", "json", "none")
 
 # Docker's own words, so that scripts matching on them keep working.
@@ -79,7 +80,7 @@ class _Terminated(KeyboardInterrupt):
 
 @attrs.frozen
 class StoreSpec:
-    """A store named on the command line: ``oci:DIR`` or ``docker-archive:FILE``."""
+    """A store named on the command line: ``KIND:PATH``, a kind of ``STORE_KINDS``."""
 
     kind: str
     path: str
@@ -88,13 +89,10 @@ class StoreSpec:
     def parse(cls, text: str) -> StoreSpec:
         """Parse ``KIND:PATH``; raises ``ValueError`` naming the bad input."""
         kind, colon, path = text.partition(":")
-        if kind == "docker-root":
-            raise ValueError(
-                f"{text!r}: docker-root: stores are not supported yet "
-                "(use oci:DIR or docker-archive:FILE)"
-            )
         if not colon or kind not in STORE_KINDS:
-            raise ValueError(f"{text!r}: expected oci:DIR or docker-archive:FILE")
+            raise ValueError(
+                f"{text!r}: expected oci:DIR, docker-archive:FILE or docker-root:DIR"
+            )
         if not path:
             raise ValueError(f"{text!r}: the {kind}: store needs a path")
         return cls(kind, path)
@@ -119,7 +117,7 @@ def default_store_path(environ: Optional[Mapping[str, str]] = None) -> Path:
     return Path.home() / ".local" / "share" / "tarexport"
 
 
-AnyStore = Union[OCILayoutStore, DockerArchiveStore, MemoryStore]
+AnyStore = Union[OCILayoutStore, DockerArchiveStore, DockerRootStore, MemoryStore]
 
 
 def _open_source(spec: Optional[StoreSpec]) -> AnyStore:
@@ -132,6 +130,8 @@ def _open_source(spec: Optional[StoreSpec]) -> AnyStore:
     try:
         if spec.kind == "oci":
             return OCILayoutStore(spec.path)
+        if spec.kind == "docker-root":
+            return DockerRootStore(spec.path)
         return DockerArchiveStore(spec.path)
     except TarexportError as exc:
         raise _naming(exc, spec.path) from exc
@@ -149,9 +149,9 @@ def _missing_or_empty(path: Path) -> bool:
 def _open_target(spec: Optional[StoreSpec]) -> OCILayoutStore:
     """The store a load writes into, created when it does not exist yet."""
     if spec is not None and spec.kind != "oci":
-        raise CommandError(
-            f"cannot load into {spec}: a docker-archive is written by `tarexport save`"
-        )
+        what = "a docker-archive is written by `tarexport save`" if spec.kind == "docker-archive" \
+            else "a Docker data root is read-only here; load into it with `docker load`"
+        raise CommandError(f"cannot load into {spec}: {what}")
     path = str(default_store_path()) if spec is None else spec.path
     try:
         return OCILayoutStore(path, create=True)
@@ -447,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="source",
         metavar="SOURCE",
         type=_store_spec,
-        help="where the images are: oci:DIR or docker-archive:FILE (default: the default store)",
+        help="where the images are: oci:DIR, docker-archive:FILE or docker-root:DIR "
+        "(default: the default store)",
     )
     save.add_argument(
         "--profile",
@@ -506,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="source",
         metavar="SOURCE",
         type=_store_spec,
-        help="oci:DIR or docker-archive:FILE (default: the default store)",
+        help="oci:DIR, docker-archive:FILE or docker-root:DIR (default: the default store)",
     )
     images.set_defaults(run=_cmd_images)
 

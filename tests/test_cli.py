@@ -235,12 +235,7 @@ def test_help_lists_every_command(cli: CLI) -> None:
         pytest.param(("save", "--from", "tar:x", "a"), "expected oci:DIR", id="unknown-store"),
         pytest.param(("save", "--from", "/some/dir", "a"), "expected oci:DIR", id="bare-path"),
         pytest.param(("save", "--from", "oci:", "a"), "needs a path", id="empty-path"),
-        pytest.param(
-            ("save", "--from", "docker-root:/var/lib/docker", "a"),
-            "not supported yet",
-            id="docker-root",
-        ),
-        pytest.param(("load", "--into", "docker-root:/x"), "not supported yet", id="load-root"),
+        pytest.param(("save", "--from", "docker-root:", "a"), "needs a path", id="empty-root"),
         pytest.param(("save", "--profile", "docker-9", "a"), "unknown profile", id="profile"),
         pytest.param(("save", "--progress", "fancy", "a"), "invalid choice", id="progress"),
         pytest.param(("images", "extra"), "unrecognized arguments", id="extra-argument"),
@@ -807,6 +802,17 @@ def test_load_errors(cli: CLI, tmp_path: Path, hello_tar: Path) -> None:
     proc = cli("load", "--into", f"docker-archive:{tmp_path / 'x.tar'}", "-i", str(hello_tar))
     assert_error(proc, "cannot load into docker-archive:")
     assert not (tmp_path / "x.tar").exists()
+    proc = cli("load", "--into", f"docker-root:{tmp_path / 'root'}", "-i", str(hello_tar))
+    assert_error(proc, "cannot load into docker-root:", "read-only")
+    assert not (tmp_path / "root").exists()
+
+
+def test_save_from_a_docker_root_that_is_not_one(cli: CLI, tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    proc = cli("save", "--from", f"docker-root:{tmp_path / 'root'}", "a:1", "-o",
+               str(tmp_path / "out.tar"))
+    assert_error(proc, str(tmp_path / "root"))
+    assert not (tmp_path / "out.tar").exists()
 
 
 def test_images_of_a_missing_default_store_is_empty(cli: CLI) -> None:

@@ -14,7 +14,15 @@ import attrs
 import pytest
 from golden_store import read_golden
 
-from tarexport import DockerArchiveStore, MemoryStore, OCILayoutStore, Saver, load, profiles
+from tarexport import (
+    DockerArchiveStore,
+    DockerRootStore,
+    MemoryStore,
+    OCILayoutStore,
+    Saver,
+    load,
+    profiles,
+)
 from tarexport.digest import Digest
 from tarexport.errors import InvalidReference, TarexportError
 from tarexport.image import Image
@@ -105,6 +113,7 @@ def test_save_load_and_stores_as_the_contract_shows(tmp_path: Path) -> None:
     Saver(archive, archive, archive, profile=profile).save([tag], in_place)
     assert in_place.getvalue() == golden.archive
 
+    assert callable(DockerRootStore)  # exercised against a real data root in test_docker_root
     assert profiles.DEFAULT is profiles.DOCKER_29
     for name in ("DOCKER_1_11", "DOCKER_20_10", "DOCKER_25", "DOCKER_28", "DOCKER_29"):
         assert attrs.has(type(getattr(profiles, name)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .docker_archive import DockerArchiveStore
+from .docker_root import DockerRootStore
 from .memory import MemoryStore
 from .oci_layout import OCILayoutStore, Platform
 from .protocols import (
@@ -19,6 +20,7 @@ from .protocols import (
 __all__ = [
     "BlobWriter",
     "DockerArchiveStore",
+    "DockerRootStore",
     "FileRange",
     "ImageSink",
     "ImageStore",
