@@ -64,6 +64,7 @@ class Op:
             "cat": "cat file | cat > /dev/null",
             "sha256": "hashlib.sha256 over the file",
             "copyfileobj": "shutil.copyfileobj file -> file",
+            "layer-copy": "kernel copy of the layers to their archive offsets",
             "docker-save": "docker save -o",
             "docker-load": "docker load -i",
         }[self.kind]
@@ -160,7 +161,7 @@ def floors_of(rows: Sequence[Row], image: str) -> dict[str, Row]:
     found = {}
     for row in rows:
         if row.op.image == image and row.op.kind in ("cp", "cp-sync", "sha256", "cat",
-                                                       "docker-save"):
+                                                       "docker-save", "layer-copy"):
             found[row.op.kind] = row
     return found
 
@@ -311,6 +312,8 @@ def target_rows(rows: Sequence[Row], scaling: Sequence[dict[str, Any]]) -> list[
 
     judge(stores("big/save/{store}/file/noverify"), cp, TARGET_COPY_VS_CP,
           "save, verify=False: throughput vs cp")
+    judge(stores("big/save/{store}/file/noverify"), floors.get("layer-copy"), TARGET_COPY_VS_CP,
+          "save, verify=False: vs the same kernel copies at the archive's offsets")
     judge(stores("big/save/{store}/file/verify"), sha, TARGET_VERIFY_VS_SHA256,
           "save, verify=True: throughput vs sha256")
     judge(stores("big/save/{store}/file/noverify"), docker, TARGET_VS_DOCKER_SAVE,

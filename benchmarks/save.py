@@ -31,6 +31,7 @@ import secrets
 import shutil
 import statistics
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
@@ -252,6 +253,7 @@ class Bench:
             Op(key, "cat", "cat"),
             Op(key, "python", "copyfileobj"),
             Op(key, "cp", "cp-sync"),
+            Op(key, "python", "layer-copy"),
         ]
         for store in STORES:
             for sink in SINKS:
@@ -273,6 +275,10 @@ class Bench:
                 return self._save(op, image, out)
             if op.kind == "load":
                 return self._load(op, image, self.workdir / "out" / f"load-{n:05d}")
+            if op.kind == "layer-copy":
+                layers = self._layer_placements(image)
+                run, result = self.worker({"op": op.kind, "layers": layers, "out": str(out)})
+                return sample(run, result)
             if op.kind in ("sha256", "copyfileobj"):
                 run, result = self.worker({"op": op.kind, "path": archive, "out": str(out)})
                 return sample(run, result)
@@ -294,6 +300,18 @@ class Bench:
         finally:
             if out.exists():
                 out.unlink()
+
+    def _layer_placements(self, image: dict[str, Any]) -> list[tuple[str, int, int]]:
+        """Each layer file with the offset and length of its bytes in the archive."""
+        with tarfile.open(image["archive_path"]) as tar:
+            manifest_file = tar.extractfile("manifest.json")
+            assert manifest_file is not None
+            (item,) = json.load(manifest_file)
+            members = [tar.getmember(name) for name in item["Layers"]]
+        return [
+            (path, member.offset_data, member.size)
+            for path, member in zip(image["layer_paths"], members)
+        ]
 
     def _save(self, op: Op, image: dict[str, Any], out: Path) -> dict[str, Any]:
         spec = {

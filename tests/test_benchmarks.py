@@ -32,7 +32,8 @@ SINKS = ("file", "null", "pipe")
 
 
 def expected_keys(image: str, docker: bool) -> set[str]:
-    keys = {f"{image}/{kind}" for kind in ("cp", "cp-sync", "sha256", "cat", "copyfileobj")}
+    kinds = ("cp", "cp-sync", "sha256", "cat", "copyfileobj", "layer-copy")
+    keys = {f"{image}/{kind}" for kind in kinds}
     keys |= {
         f"{image}/save/{store}/{sink}/{verify}"
         for store in STORES
