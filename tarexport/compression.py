@@ -34,6 +34,7 @@ __all__ = [
     "RangeReader",
     "VerifyingReader",
     "detect",
+    "drain",
     "open_decompressed",
     "sniff",
     "zstd_available",
@@ -124,6 +125,17 @@ def readinto(stream: BinaryIO, view: memoryview) -> int:
         return 0
     view[: len(data)] = data
     return len(data)
+
+
+def drain(stream: BinaryIO, chunk: int = 1 << 20) -> int:
+    """Read ``stream`` to its end and return how many bytes it gave (one reused buffer)."""
+    view = memoryview(bytearray(chunk))
+    total = 0
+    while True:
+        got = readinto(stream, view)
+        if not got:
+            return total
+        total += got
 
 
 def sniff(stream: BinaryIO) -> tuple[Compression, BinaryIO]:

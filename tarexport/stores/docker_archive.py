@@ -38,6 +38,7 @@ from ..compression import (
     RangeReader,
     VerifyingReader,
     detect,
+    drain,
     readinto,
 )
 from ..digest import Digest, Digester, chain_ids
@@ -707,14 +708,7 @@ class _CompressedArchiveLayer:
         with self._lock:
             if self._size is None:
                 with self.open() as stream:
-                    buffer = bytearray(_CHUNK)
-                    total = 0
-                    while True:
-                        got = readinto(stream, memoryview(buffer))
-                        if not got:
-                            break
-                        total += got
-                self._size = total
+                    self._size = drain(stream, _CHUNK)
             return self._size
 
     def open(self) -> BinaryIO:

@@ -37,7 +37,7 @@ from typing import Any, BinaryIO, Optional, Union
 import attrs
 
 from .. import gojson
-from ..compression import Compression, DecompressingReader, VerifyingReader, readinto
+from ..compression import Compression, DecompressingReader, VerifyingReader, drain
 from ..digest import Digest, Digester, chain_ids
 from ..errors import (
     ImageNotFound,
@@ -349,14 +349,8 @@ class _CompressedBlobLayer:
         return self._store._uncompressed_size(self)
 
     def measure(self) -> int:
-        total = 0
-        buffer = bytearray(_CHUNK)
         with self._open(None) as stream:
-            while True:
-                got = readinto(stream, memoryview(buffer))
-                if not got:
-                    return total
-                total += got
+            return drain(stream, _CHUNK)
 
     def open(self) -> BinaryIO:
         return self._open(self._store._sizes.get(self._blob.digest))
