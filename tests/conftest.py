@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
-from peers import DockerCLI, DockerScratch, Tool, peers_required
+from peers import DAEMON_NAMES, DockerCLI, DockerScratch, Tool, peers_required
 
 # No deadlines: a loaded two-core CI machine must not turn slowness into failures.
 settings.register_profile("dev", deadline=None)
@@ -44,6 +44,25 @@ def docker(docker_cli: DockerCLI) -> Iterator[DockerScratch]:
         scratch.cleanup()
 
 
+_daemons: dict[str, DockerCLI] = {}
+
+
+@pytest.fixture(params=DAEMON_NAMES)
+def daemon(request: pytest.FixtureRequest) -> Iterator[DockerScratch]:
+    """Each real daemon in turn (20.10, 26, 26c, 28, 28c), for one test, cleaned up after.
+
+    ``daemon.name`` names it; ``daemon.containerd`` is true for the containerd image store.
+    """
+    name = request.param
+    if name not in _daemons:
+        _daemons[name] = DockerCLI.connect_named(name)
+    scratch = DockerScratch(_daemons[name])
+    try:
+        yield scratch
+    finally:
+        scratch.cleanup()
+
+
 @pytest.fixture(scope="session")
 def skopeo() -> Tool:
     return Tool.find("skopeo")
@@ -54,7 +73,7 @@ def umoci() -> Tool:
     return Tool.find("umoci")
 
 
-PEER_FIXTURES = frozenset({"docker_cli", "docker", "skopeo", "umoci"})
+PEER_FIXTURES = frozenset({"docker_cli", "docker", "daemon", "skopeo", "umoci"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

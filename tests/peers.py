@@ -4,8 +4,12 @@ Peer tests are marked ``@pytest.mark.peer`` and get their peer from a fixture in
 ``conftest.py``. A missing peer skips the test on a developer machine, but fails it under
 CI (``CI=true`` or ``CI=1``), so a CI run can never go green by skipping every peer test.
 
-The daemon is named by ``TAREXPORT_TEST_DOCKER_HOST`` (``unix:///path/to/docker.sock``);
-``.ci/run`` starts a private one and sets it.
+The Docker 20.10 daemon is named by ``TAREXPORT_TEST_DOCKER_HOST``
+(``unix:///path/to/docker.sock``). Every real daemon, 20.10 and the newer generations in both
+image stores, is described by ``TAREXPORT_TEST_DAEMONS``: a JSON object from a daemon name
+(``20.10``, ``26``, ``26c``, ``28``, ``28c``; ``c`` for the containerd image store) to its
+``host``, ``cli`` (the docker CLI of that generation), ``data_root`` and ``containerd``.
+``.ci/peers.sh start`` starts them all and prints both variables; ``.ci/run`` does so.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Union
 import pytest
 
 DOCKER_HOST_VARIABLE = "TAREXPORT_TEST_DOCKER_HOST"
+DAEMONS_VARIABLE = "TAREXPORT_TEST_DAEMONS"
+DAEMON_NAMES = ("20.10", "26", "26c", "28", "28c")
+"""Every daemon CI runs: Docker 20.10, 26.1.5 and 28.5.2; ``c``: the containerd image store."""
 # A safety net against a wedged peer, not a performance assertion.
 COMMAND_TIMEOUT = 600.0
 
@@ -102,11 +109,27 @@ class Tool:
 
 
 class DockerCLI:
-    """The docker CLI pointed at one daemon with ``-H``."""
+    """The docker CLI pointed at one daemon with ``-H``.
 
-    def __init__(self, binary: str, host: str) -> None:
+    ``name`` is the daemon's name in :data:`DAEMON_NAMES`; ``containerd`` tells whether it
+    uses the containerd image store (image IDs are then manifest digests); ``data_root`` is
+    its data root, for reading it without the daemon.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        host: str,
+        *,
+        name: str = "20.10",
+        containerd: bool = False,
+        data_root: Optional[str] = None,
+    ) -> None:
         self.binary = binary
         self.host = host
+        self.name = name
+        self.containerd = containerd
+        self.data_root = data_root
         self._env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARIABLES_TO_DROP}
 
     @classmethod
@@ -124,6 +147,31 @@ class DockerCLI:
         if binary is None:
             missing_peer("the docker CLI is not on PATH", env)
         cli = cls(binary, host)
+        cli._check_answers(env)
+        return cli
+
+    @classmethod
+    def connect_named(cls, name: str, environ: Optional[Mapping[str, str]] = None) -> DockerCLI:
+        """The daemon ``name`` (see :data:`DAEMON_NAMES`) from ``TAREXPORT_TEST_DAEMONS``.
+
+        Skips (fails under CI) when the variable is unset or lacks it, or it does not answer.
+        """
+        env = os.environ if environ is None else environ
+        raw = env.get(DAEMONS_VARIABLE, "").strip()
+        if not raw:
+            missing_peer(f"{DAEMONS_VARIABLE} is not set", env)
+        try:
+            daemons = json.loads(raw)
+            spec = daemons[name]
+            cli = cls(spec["cli"], spec["host"], name=name, containerd=bool(spec["containerd"]),
+                      data_root=spec.get("data_root"))
+        except (ValueError, KeyError, TypeError) as exc:
+            missing_peer(f"{DAEMONS_VARIABLE} has no usable entry {name!r}: {exc}", env)
+        cli._check_answers(env)
+        return cli
+
+    def _check_answers(self, env: Mapping[str, str]) -> None:
+        cli, host = self, self.host
         try:
             proc = cli.run("version", "--format", "{{.Server.APIVersion}}", check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -131,7 +179,6 @@ class DockerCLI:
         if proc.returncode != 0:
             stderr = proc.stderr.decode("utf-8", "replace").strip()
             missing_peer(f"docker daemon at {host} did not answer: {stderr}", env)
-        return cli
 
     def run(
         self, *args: str, input: Optional[bytes] = None, check: bool = True
@@ -208,7 +255,8 @@ class DockerScratch(DockerCLI):
     """
 
     def __init__(self, cli: DockerCLI) -> None:
-        super().__init__(cli.binary, cli.host)
+        super().__init__(cli.binary, cli.host, name=cli.name, containerd=cli.containerd,
+                         data_root=cli.data_root)
         self.token = secrets.token_hex(4)
         self._made: List[str] = []
 
