@@ -17,14 +17,18 @@ __all__ = [
     "DOCKER_1_11",
     "DOCKER_20_10",
     "DOCKER_25",
+    "DOCKER_26",
     "DOCKER_28",
+    "DOCKER_28_CONTAINERD",
     "DOCKER_29",
     "Profile",
     "by_name",
 ]
 
-Layout = Literal["v1-dirs", "oci-hybrid"]
+Layout = Literal["v1-dirs", "oci-hybrid", "containerd"]
 Stamp = Literal["created", "now", "epoch"]
+UntaggedIndex = Literal["each", "first", "never"]
+ManifestLayers = Literal["all", "foreign"]
 
 
 @attrs.frozen
@@ -33,8 +37,10 @@ class Profile:
 
     Layout and encoding:
 
-    - ``layout``: ``"v1-dirs"`` (``<v1id>/{VERSION,json,layer.tar}``, Docker 1.10 to 24) or
-      ``"oci-hybrid"`` (an OCI image layout plus ``manifest.json``, Docker 25 and later).
+    - ``layout``: ``"v1-dirs"`` (``<v1id>/{VERSION,json,layer.tar}``, Docker 1.10 to 24),
+      ``"oci-hybrid"`` (an OCI image layout plus ``manifest.json``, Docker 25 and later with
+      the graphdriver store) or ``"containerd"`` (containerd's exporter, which Docker uses
+      with the containerd image store: blobs as the content store holds them).
     - ``mode_type_bits``: tar mode fields carry the S_IFMT bits (``0100644``), Docker 17.07-23.
     - ``owner_name``: uname/gname of every entry; ``""`` for upstream builds, ``"root"`` for
       distribution builds linking Go's own ``archive/tar`` (Debian's 20.10 is one).
@@ -52,7 +58,13 @@ class Profile:
 
     - ``index_mtime``, ``blobs_dir_mtime``: ``"now"`` or ``"epoch"``.
     - ``missing_created``: mtime of an image's blobs when its config has no ``created``.
-    - ``config_platform``: the config descriptor carries ``platform`` (25.0-26.0).
+    - ``config_platform``: the config descriptor carries ``platform`` (early 25.0.x).
+    - ``untagged_index``: which untagged images get an ``index.json`` descriptor: ``"each"``;
+      ``"first"``, only one saved before any other descriptor (25.0.x later patches to 28.5
+      test the whole list for emptiness, not the image's own tags); ``"never"`` (early
+      25.0.x).
+    - ``manifest_layers``: ``"all"`` layers in each OCI manifest, or only ``"foreign"`` ones
+      (early 25.0.x, whose manifests therefore list no layer at all).
 
     Knobs for a deterministic result where Docker is not deterministic:
 
@@ -84,6 +96,8 @@ class Profile:
     blobs_dir_mtime: Stamp = "epoch"
     missing_created: Stamp = "epoch"
     config_platform: bool = False
+    untagged_index: UntaggedIndex = "each"
+    manifest_layers: ManifestLayers = "all"
     now: Optional[int] = None
     tz_offset: int = 0
     image_order: tuple[str, ...] = attrs.field(default=(), converter=tuple)
@@ -113,34 +127,92 @@ DOCKER_25 = Profile(
     blobs_dir_mtime="now",
     missing_created="now",
     config_platform=True,
+    untagged_index="never",
+    manifest_layers="foreign",
 )
-"""Docker 25.0-26.0 (with the 25.x bugs fixed): an OCI image layout inside the archive,
-``platform`` in its descriptors, ``index.json`` and ``blobs/sha256/`` at the wall clock
-(``now``), JSON as Go 1.21 writes it."""
+"""Docker 25.0.0 and the early 25.0.x patches, **modelled from moby's source, not checked
+against a daemon**: the OCI layout inside the archive with ``platform`` in the config and
+``index.json`` descriptors, OCI manifests that list no (non-foreign) layer, untagged images
+left out of ``index.json``, ``index.json`` and ``blobs/sha256/`` at the wall clock (``now``),
+JSON as Go 1.21 writes it."""
+
+DOCKER_26 = attrs.evolve(
+    DOCKER_25,
+    name="docker-26",
+    config_platform=False,
+    untagged_index="first",
+    manifest_layers="all",
+)
+"""Docker 25.0.x (later patches) to 26.1 with the graphdriver store, as upstream builds it
+with Go 1.21: no ``platform`` in any descriptor, every layer in its OCI manifest, an untagged
+image in ``index.json`` only when no descriptor precedes it, ``index.json`` and
+``blobs/sha256/`` at the wall clock. Checked byte for byte against Debian's 26.1.5, which is
+``attrs.evolve(DOCKER_26, go_short_escapes=True)`` because it is built with Go 1.24."""
 
 DOCKER_28 = attrs.evolve(
-    DOCKER_25,
+    DOCKER_26,
     name="docker-28",
     go_short_escapes=True,
     index_mtime="epoch",
     missing_created="epoch",
-    config_platform=False,
 )
-"""Docker 28: stable timestamps except ``blobs/sha256/``; no ``platform``; Go 1.22+ JSON."""
+"""Docker 27 and 28 with the graphdriver store, as 28.5.2 writes it (checked byte for byte):
+like ``DOCKER_26`` but ``index.json`` at the epoch, so ``blobs/sha256/`` is the only
+wall-clock stamp, and JSON as Go 1.22+ writes it (``\b``, ``\f``)."""
+
+DOCKER_28_CONTAINERD = Profile(
+    name="docker-28-containerd",
+    layout="containerd",
+    mode_type_bits=False,
+    start_interval=True,
+    created_nullable=True,
+    go_short_escapes=True,
+    legacy_references=False,
+    zero_layer_images=True,
+)
+"""Docker with the containerd image store (26.1 with containerd 1.7, 28.5 with containerd
+2.1: the same bytes, checked against both), which Docker 29 uses by default on new installs.
+
+Its image IDs are manifest digests. Blobs are written as the content store holds them: the
+manifest's own bytes and its (often gzip-compressed) layers, from a store that keeps them
+(:class:`~tarexport.OCILayoutStore`); a store that keeps only configs and layer tars gets the
+Docker schema 2 manifest containerd records when it loads such an archive. Every mtime is 0,
+blobs and ``oci-layout`` are mode 0444; there is no ``repositories``, no v1 ``json`` and no
+``LayerSources``; an image without layers is saved, with ``"Layers": null``."""
 
 DOCKER_29 = attrs.evolve(DOCKER_28, name="docker-29", blobs_dir_mtime="epoch")
-"""Docker 29 (graphdriver store): every wall-clock stamp pinned; fully deterministic."""
+"""Docker 29 with the graphdriver store, **modelled, not checked against a daemon**: the
+bytes of ``DOCKER_28`` (Docker 28.5.2) with the last wall-clock stamp, ``blobs/sha256/``,
+pinned to the epoch. (Docker 29's default, the containerd image store, is
+``DOCKER_28_CONTAINERD``.)"""
 
-DEFAULT = DOCKER_29
+DEFAULT = attrs.evolve(DOCKER_29, name="default", untagged_index="each")
+"""Deterministic and loadable everywhere: Docker 28.5.2's graphdriver bytes, with two pins.
+``blobs/sha256/`` is at the epoch (Docker: the wall clock), and every untagged image gets its
+``index.json`` descriptor (Docker: only the first, and only before any tag), so that
+OCI-layout readers such as the containerd image store, skopeo and umoci see every image."""
 
-ALL: tuple[Profile, ...] = (DOCKER_1_11, DOCKER_20_10, DOCKER_25, DOCKER_28, DOCKER_29)
+ALL: tuple[Profile, ...] = (
+    DOCKER_1_11,
+    DOCKER_20_10,
+    DOCKER_25,
+    DOCKER_26,
+    DOCKER_28,
+    DOCKER_28_CONTAINERD,
+    DOCKER_29,
+    DEFAULT,
+)
 
 
 def by_name(name: str) -> Profile:
-    """A named profile: ``docker-20.10``, ``20.10``, ``DOCKER_20_10`` and the like."""
+    """A named profile: ``docker-20.10``, ``20.10``, ``DOCKER_20_10``, ``28-containerd``."""
     wanted = name.lower().replace("_", ".").removeprefix("docker").lstrip(".-")
     for profile in ALL:
-        if profile.name.removeprefix("docker-") == wanted:
+        if _spelling(profile.name.removeprefix("docker-")) == _spelling(wanted):
             return profile
     known = ", ".join(p.name for p in ALL)
     raise ValueError(f"unknown profile {name!r} (known: {known})")
+
+
+def _spelling(name: str) -> str:
+    return name.replace("-", ".")

@@ -13,7 +13,7 @@ from typing import BinaryIO, Optional, Union
 
 import attrs
 
-from . import gojson, profiles
+from . import profiles
 from .copy import copy_layer
 from .digest import Digest, chain_ids
 from .errors import (
@@ -22,10 +22,20 @@ from .errors import (
     ImageNotFound,
     LayerDigestMismatch,
     OutputError,
+    PlatformNotFound,
+    ReferenceNotFound,
     TarexportError,
 )
-from .gotime import tar_mtime
 from .image import Image
+from .layouts import (
+    ContainerdLayout,
+    ContainerdManifest,
+    Entry,
+    HybridLayout,
+    PlannedImage,
+    V1Layout,
+    containerd_manifest,
+)
 from .profiles import Profile
 from .progress import Progress, ProgressCallback
 from .reference import (
@@ -39,59 +49,17 @@ from .reference import (
     trim_named,
     with_digest,
 )
-from .stores.protocols import ImageStore, Layer, LayerStore, ReferenceStore
-from .tarstream import DIRTYPE, END_OF_ARCHIVE, REGTYPE, SYMTYPE, TarHeader, padded_size, padding
-from .v1 import legacy_layers
+from .stores.oci_layout import Platform
+from .stores.protocols import Blob, ImageStore, Layer, LayerStore, ManifestStore, ReferenceStore
+from .tarstream import END_OF_ARCHIVE, padding
 
-__all__ = ["Entry", "PlannedImage", "SavePlan", "Saver"]
+__all__ = ["Association", "Entry", "PlannedImage", "SavePlan", "Saver"]
 
 # Small entries are gathered and written together; layers are flushed around.
 _COALESCE_LIMIT = 1 << 20
 
-OCI_LAYOUT = b'{"imageLayoutVersion": "1.0.0"}'
-MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
-ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
-ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
-
-
-@attrs.frozen
-class Entry:
-    """One tar member: its header, and its body as inline bytes or as a layer to copy."""
-
-    header: TarHeader
-    data: bytes = b""
-    layer: Optional[Layer] = None
-    encoded: bytes = attrs.field(init=False)
-
-    @encoded.default
-    def _encode(self) -> bytes:
-        return self.header.encode()
-
-    @property
-    def name(self) -> str:
-        return self.header.name
-
-    @property
-    def length(self) -> int:
-        """Bytes this entry occupies in the archive: header blocks plus padded body."""
-        return len(self.encoded) + padded_size(self.header.size)
-
-
-@attrs.frozen
-class PlannedImage:
-    """An image the plan saves, with the tags written for it."""
-
-    id: Digest
-    tags: tuple[Named, ...]
-    image: Image
-
-    @property
-    def repo_tags(self) -> tuple[str, ...]:
-        """The tags in familiar form, as ``manifest.json`` lists them."""
-        return tuple(familiar_string(tag) for tag in self.tags)
+Association = tuple[Digest, Optional[Named]]
+"""An image ID and the tag a name gave it (``None`` for an ID or a digest), in name order."""
 
 
 @attrs.frozen
@@ -195,7 +163,9 @@ class Saver:
     ``images``, ``layers`` and ``references`` are the three stores (one object may be all
     three, as :class:`~tarexport.MemoryStore` is). ``profile`` picks the Docker generation
     whose output is reproduced; ``verify`` checks every layer against its diff ID while
-    copying it.
+    copying it. ``platform`` (``"linux/arm64"`` or a :class:`~tarexport.stores.Platform`)
+    saves only images of that platform and refuses the rest before writing, as
+    ``docker save --platform`` does.
     """
 
     def __init__(
@@ -206,12 +176,15 @@ class Saver:
         *,
         profile: Profile = profiles.DEFAULT,
         verify: bool = True,
+        platform: Union[str, Platform, None] = None,
     ) -> None:
         self.images = images
         self.layers = layers
         self.references = references
         self.profile = profile
         self.verify = verify
+        self.platform = Platform.parse(platform) if isinstance(platform, str) else platform
+        self._manifest_ids: Optional[dict[Digest, Digest]] = None
 
     def save(
         self,
@@ -228,36 +201,48 @@ class Saver:
         """Resolve ``names`` and decide every byte of the archive, without writing any."""
         if isinstance(names, str):
             names = [names]
-        resolved = self._resolve(names)
-        ordered = _apply_order(resolved, self.profile.image_order)
+        self._manifest_ids = None
+        associations = self._resolve(names)
+        resolved = _group(associations)
+        order = self.profile.image_order
+        if self.profile.layout == "containerd":
+            order = tuple(self._config_id(text) for text in order)
+        ordered = _apply_order(resolved, order)
         planned = [self._load(image_id, tags) for image_id, tags in ordered]
-        if self.profile.layout == "oci-hybrid":
-            entries = _HybridLayout(self, planned).entries()
+        entries: list[Entry]
+        if self.profile.layout == "containerd":
+            manifests = {p.id: self._manifest(p.id, p.image) for p in planned}
+            entries = ContainerdLayout(self, planned, manifests, associations).entries()
+        elif self.profile.layout == "oci-hybrid":
+            entries = HybridLayout(self, planned).entries()
         else:
-            entries = _V1Layout(self, planned).entries()
+            entries = V1Layout(self, planned).entries()
         total = sum(entry.length for entry in entries) + len(END_OF_ARCHIVE)
         return SavePlan(tuple(entries), tuple(planned), self.profile, self.verify, total)
 
     # -- resolving names ------------------------------------------------------------------
 
-    def _resolve(self, names: Iterable[str]) -> dict[Digest, list[Named]]:
-        """Image IDs in order of first appearance, each with its tags (Docker's parseNames)."""
-        found: dict[Digest, list[Named]] = {}
+    def _resolve(self, names: Iterable[str]) -> list[Association]:
+        """Every (image, tag) a name selects, in name order, without repeats (parseNames)."""
+        found: list[Association] = []
+        known: set[Digest] = set()
         legacy = self.profile.legacy_references
 
         def add(image_id: Digest, ref: Optional[Named]) -> None:
-            if image_id not in found:
+            if image_id not in known:
                 self.images.get_config(image_id)  # raises ImageNotFound
-                found[image_id] = []
-            if ref is None or ref.digest is not None:
-                return  # digest references select an image but never name it
-            tagged = tag_name_only(ref)
-            if tagged not in found[image_id]:
-                found[image_id].append(tagged)
+                known.add(image_id)
+            # Digest references select an image but never name it.
+            tagged = None if ref is None or ref.digest is not None else tag_name_only(ref)
+            if (image_id, tagged) not in found:
+                found.append((image_id, tagged))
 
         for name in names:
             ref = parse_any_reference(name, legacy=legacy)
-            if isinstance(ref, DigestReference):
+            if self.profile.layout == "containerd":
+                for image_id, tagged in self._resolve_containerd(name, ref):
+                    add(image_id, tagged)
+            elif isinstance(ref, DigestReference):
                 add(self._full_id(ref.digest), None)
             elif familiar_name(ref) == "sha256":
                 # `sha256:<short>` parses as repository "sha256" with a tag: an ID prefix.
@@ -273,6 +258,63 @@ class Saver:
             else:
                 add(self.references.get(_lookup_form(ref)), ref)
         return found
+
+    def _resolve_containerd(
+        self, name: str, ref: Union[Named, DigestReference]
+    ) -> list[tuple[Digest, Optional[Named]]]:
+        """The containerd image store's lookup: IDs are manifest digests; one error text."""
+        try:
+            if isinstance(ref, DigestReference):
+                return [(self._by_manifest(ref.digest.hex, name), None)]
+            if familiar_name(ref) == "sha256":
+                return [(self._by_manifest(name.partition(":")[2], name), None)]
+            if is_name_only(ref):
+                associations = sorted(
+                    self.references.references_by_name(ref), key=lambda pair: str(pair[0])
+                )
+                if associations:
+                    return [(image_id, associated) for associated, image_id in associations]
+                return [(self._by_manifest(name, name), None)]
+            if ref.digest is not None:
+                image_id = self._by_manifest(ref.digest.hex, name)
+                if not any(r.name == ref.name for r in self.references.references(image_id)):
+                    raise ImageNotFound(name)
+                return [(image_id, None)]
+            return [(self.references.get(tag_name_only(ref)), ref)]
+        except (ImageNotFound, ReferenceNotFound, AmbiguousReference):
+            shown = name if isinstance(ref, DigestReference) or "@" in name or \
+                familiar_name(ref) == "sha256" else familiar_string(tag_name_only(ref))
+            raise ImageNotFound(name, f"No such image: {shown}") from None
+
+    def _by_manifest(self, prefix: str, name: str) -> Digest:
+        """The image whose manifest digest starts with ``prefix`` (the containerd image ID)."""
+        ids = self._manifest_index()
+        matches = [m for m in ids if m.hex.startswith(prefix)]
+        exact = [m for m in matches if m.hex == prefix]
+        if len(exact) == 1 or len(matches) == 1:
+            return ids[(exact or matches)[0]]
+        raise ImageNotFound(name)
+
+    def _manifest_index(self) -> dict[Digest, Digest]:
+        """Manifest digest -> image ID, for every image of the store (made once a plan)."""
+        if self._manifest_ids is None:
+            index = {}
+            for image_id in self.images.search(""):
+                try:
+                    image = Image.from_bytes(self.images.get_config(image_id))
+                    index[self._manifest(image_id, image).digest] = image_id
+                except TarexportError:
+                    continue  # a broken image cannot be named by its manifest
+            self._manifest_ids = index
+        return self._manifest_ids
+
+    def _config_id(self, text: str) -> str:
+        """An ``image_order`` entry: a manifest digest names its image's config digest."""
+        digest = Digest.coerce(text)
+        return str(self._manifest_index().get(digest, digest))
+
+    def _manifest(self, image_id: Digest, image: Image) -> ContainerdManifest:
+        return containerd_manifest(self, image_id, image)
 
     def _full_id(self, digest: Digest) -> Digest:
         try:
@@ -304,11 +346,30 @@ class Saver:
         image = Image.from_bytes(self.images.get_config(image_id))
         if image.id != image_id:
             raise LayerDigestMismatch(f"config of image {image_id}", str(image_id), str(image.id))
+        self._check_platform(image, tags)
         if not image.diff_ids and not self.profile.zero_layer_images:
             raise EmptyExport(str(image_id))
         return PlannedImage(image_id, tuple(tags), image)
 
-    def _layers_of(self, image: Image) -> list[Layer]:
+    def _check_platform(self, image: Image, tags: Sequence[Named]) -> None:
+        wanted = self.platform
+        if wanted is None:
+            return
+        have = Platform.normalized(image.os or "", image.architecture or "", image.variant)
+        if wanted.matches(have):
+            return
+        if self.profile.layout != "containerd":
+            raise PlatformNotFound(f"no suitable export target found for platform {wanted}")
+        named = familiar_string(tags[0]) if tags else str(image.id)
+        raise PlatformNotFound(
+            f"no suitable export target found: image with reference {named} was found but "
+            f"does not provide the specified platform ({wanted})"
+        )
+
+    # -- what the layouts read (the StoreView protocol) -------------------------------------
+
+    def layers_of(self, image: Image) -> list[Layer]:
+        """The image's layers bottom to top, each checked against its diff ID."""
         layers = []
         for chain, diff_id in zip(chain_ids(image.diff_ids), image.diff_ids):
             layer = self.layers.get_layer(chain)
@@ -318,7 +379,7 @@ class Saver:
             layers.append(layer)
         return layers
 
-    def _parent_links(self, planned: Sequence[PlannedImage]) -> dict[Digest, Digest]:
+    def parent_links(self, planned: Sequence[PlannedImage]) -> dict[Digest, Digest]:
         """Parents recorded for the saved images, kept only when the parent is saved too."""
         ids = {p.id for p in planned}
         links = {}
@@ -328,12 +389,33 @@ class Saver:
                 links[p.id] = parent
         return links
 
+    def stored_manifest(self, image_id: Digest) -> Optional[bytes]:
+        """The manifest the image store keeps for an image, if it is a manifest store."""
+        if isinstance(self.images, ManifestStore):
+            return self.images.get_manifest(image_id)
+        return None
+
+    def blob(self, digest: Digest) -> Blob:
+        """A blob the image store keeps (only asked of a manifest store)."""
+        assert isinstance(self.images, ManifestStore)
+        return self.images.get_blob(digest)
+
 
 def _lookup_form(ref: Named) -> Named:
     """The key Docker's reference store looks up: digest wins over tag; no tag means latest."""
     if ref.digest is not None:
         return with_digest(trim_named(ref), ref.digest) if ref.tag is not None else ref
     return tag_name_only(ref)
+
+
+def _group(associations: Sequence[Association]) -> dict[Digest, list[Named]]:
+    """Image IDs in order of first appearance, each with its tags."""
+    grouped: dict[Digest, list[Named]] = {}
+    for image_id, tag in associations:
+        tags = grouped.setdefault(image_id, [])
+        if tag is not None:
+            tags.append(tag)
+    return grouped
 
 
 def _apply_order(
@@ -349,286 +431,3 @@ def _apply_order(
     return [(d, resolved[d]) for d in ranked]
 
 
-class _Stamper:
-    """Tar header factory for one profile: modes, owners, and the wall-clock stand-in."""
-
-    def __init__(self, profile: Profile, planned: Sequence[PlannedImage]) -> None:
-        self.profile = profile
-        created = [tar_mtime(p.image.created) for p in planned]
-        self.newest = max(created, default=0)
-
-    def now(self, fallback: int) -> int:
-        return self.profile.now if self.profile.now is not None else fallback
-
-    def created(self, image: Image) -> int:
-        """The mtime Docker stamps with an image's ``created``; a missing one per profile."""
-        if image.created is None:
-            return self.stamp(self.profile.missing_created, 0)
-        return tar_mtime(image.created)
-
-    def stamp(self, kind: str, created: int) -> int:
-        if kind == "epoch":
-            return 0
-        if kind == "now":
-            return self.now(self.newest)
-        return created
-
-    def header(
-        self, name: str, typeflag: str, mtime: int, size: int = 0, linkname: str = ""
-    ) -> TarHeader:
-        owner = self.profile.owner_name
-        return TarHeader(
-            name=name,
-            typeflag=typeflag,
-            size=size,
-            mtime=mtime,
-            mode=0o755 if typeflag == DIRTYPE else (0o777 if typeflag == SYMTYPE else 0o644),
-            linkname=linkname,
-            uname=owner,
-            gname=owner,
-            type_bits=self.profile.mode_type_bits,
-        )
-
-    def file(self, name: str, data: bytes, mtime: int) -> Entry:
-        return Entry(self.header(name, REGTYPE, mtime, len(data)), data)
-
-
-class _V1Layout:
-    """Docker 1.10 to 24: ``<v1id>/{VERSION,json,layer.tar}``, ``<id>.json``, manifest."""
-
-    def __init__(self, saver: Saver, planned: Sequence[PlannedImage]) -> None:
-        self.saver = saver
-        self.planned = planned
-        self.profile = saver.profile
-        self.stamper = _Stamper(self.profile, planned)
-
-    def entries(self) -> list[Entry]:
-        stamper = self.stamper
-        groups: dict[str, list[Entry]] = {}  # top-level name -> its entries, dir first
-        written_v1: set[str] = set()
-        first_dir: dict[Digest, str] = {}  # diff ID -> v1 dir holding the real layer.tar
-        manifest = []
-        repositories: dict[str, dict[str, str]] = {}
-        parents = self.saver._parent_links(self.planned)
-
-        for planned in self.planned:
-            image = planned.image
-            created = tar_mtime(image.created)
-            legacy = legacy_layers(image, self.profile)
-            layers = self.saver._layers_of(image)
-            for v1, layer in zip(legacy, layers):
-                if v1.id in written_v1:
-                    continue
-                written_v1.add(v1.id)
-                target = first_dir.get(v1.diff_id) if self.profile.symlink_dedupe else None
-                if target is not None:
-                    mtime = stamper.now(created)
-                    body = Entry(stamper.header(f"{v1.id}/layer.tar", SYMTYPE, mtime,
-                                                linkname=f"../{target}/layer.tar"))
-                else:
-                    first_dir.setdefault(v1.diff_id, v1.id)
-                    mtime = created
-                    body = Entry(stamper.header(f"{v1.id}/layer.tar", REGTYPE, mtime, layer.size),
-                                 layer=layer)
-                groups[v1.id] = [
-                    Entry(stamper.header(f"{v1.id}/", DIRTYPE, mtime)),
-                    stamper.file(f"{v1.id}/VERSION", b"1.0", mtime),
-                    stamper.file(f"{v1.id}/json", v1.json, mtime),
-                    body,
-                ]
-            config_name = f"{planned.id.hex}.json"
-            groups[config_name] = [stamper.file(config_name, image.raw, created)]
-
-            item: dict[str, object] = {
-                "Config": config_name,
-                "RepoTags": list(planned.repo_tags) or None,
-                "Layers": [f"{v1.id}/layer.tar" for v1 in legacy],
-            }
-            if planned.id in parents:
-                item["Parent"] = str(parents[planned.id])
-            manifest.append(item)
-            if legacy:
-                for tag in planned.tags:
-                    repositories.setdefault(familiar_name(tag), {})[tag.tag or ""] = legacy[-1].id
-
-        groups["manifest.json"] = [stamper.file("manifest.json", gojson.encode(manifest), 0)]
-        if repositories:
-            data = gojson.encode(gojson.Map({k: gojson.Map(v) for k, v in repositories.items()}))
-            groups["repositories"] = [stamper.file("repositories", data, 0)]
-        return [entry for name in sorted(groups, key=_go_bytes) for entry in groups[name]]
-
-
-class _HybridLayout:
-    """Docker 25 and later: an OCI image layout plus ``manifest.json`` and ``repositories``.
-
-    Written as Docker 25+ writes it with the 25.x bugs fixed: every layer is in its image's
-    OCI manifest, in order, with its exact size and digest; every saved image is in
-    ``index.json`` (one descriptor per tag, or one without a name when untagged); blobs are
-    deduplicated across the whole save and stamped by the first image that writes them.
-    Images without layers (only with ``zero_layer_images``) get ``"Layers":[]`` and
-    ``"layers":[]``: an array, as the OCI image spec's schema asks, where Go would write
-    ``null`` for its empty slice.
-    """
-
-    def __init__(self, saver: Saver, planned: Sequence[PlannedImage]) -> None:
-        self.saver = saver
-        self.planned = planned
-        self.profile = saver.profile
-        self.stamper = _Stamper(self.profile, planned)
-        self.short_escapes = self.profile.go_short_escapes
-        self.blobs: dict[str, Entry] = {}  # hex -> entry; names are sorted when written
-        self.index: list[dict[str, object]] = []
-        self.manifest: list[dict[str, object]] = []
-        self.repositories: dict[str, dict[str, str]] = {}
-
-    def entries(self) -> list[Entry]:
-        stamper = self.stamper
-        profile = self.profile
-        parents = self.saver._parent_links(self.planned)
-        written_v1: set[str] = set()
-        for planned in self.planned:
-            self._add_image(planned, parents.get(planned.id), written_v1)
-
-        entries = [
-            Entry(stamper.header("blobs/", DIRTYPE, self._blobs_dir_mtime())),
-            Entry(stamper.header("blobs/sha256/", DIRTYPE,
-                                 stamper.stamp(profile.blobs_dir_mtime, 0))),
-        ]
-        entries += [self.blobs[hex_] for hex_ in sorted(self.blobs)]
-        index_json = self._json(
-            {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": self.index}
-        )
-        entries.append(stamper.file("index.json", index_json,
-                                    stamper.stamp(profile.index_mtime, 0)))
-        entries.append(stamper.file("manifest.json", self._json(self.manifest) + b"\n", 0))
-        entries.append(stamper.file("oci-layout", OCI_LAYOUT, 0))
-        if self.repositories:
-            repositories: gojson.Map[gojson.Map[str]] = gojson.Map(
-                {name: gojson.Map(tags) for name, tags in self.repositories.items()}
-            )
-            entries.append(stamper.file("repositories", self._json(repositories) + b"\n", 0))
-        return entries
-
-    def _add_image(
-        self, planned: PlannedImage, parent: Optional[Digest], written_v1: set[str]
-    ) -> None:
-        image = planned.image
-        created = self.stamper.created(image)
-        layers = self.saver._layers_of(image)
-
-        layer_sources: dict[str, object] = {}
-        for v1, layer in zip(legacy_layers(image, self.profile), layers):
-            # The v1 json is written once per v1 ID, the layer once per diff ID. Nothing
-            # refers to the v1 json blobs; Docker writes them anyway, so they are here too.
-            if v1.id not in written_v1:
-                written_v1.add(v1.id)
-                self._blob(Digest.from_bytes(v1.json).hex, v1.json, created)
-            self._layer_blob(layer, created)
-            # distribution.Descriptor's field order: size before digest.
-            layer_sources[str(layer.diff_id)] = {
-                "mediaType": MEDIA_LAYER,
-                "size": layer.size,
-                "digest": str(layer.diff_id),
-            }
-        self._blob(planned.id.hex, image.raw, created)
-
-        platform = _platform(image) if self.profile.config_platform else None
-        config: dict[str, object] = {
-            "mediaType": MEDIA_CONFIG,
-            "digest": str(planned.id),
-            "size": len(image.raw),
-        }
-        if platform is not None:
-            config["platform"] = platform
-        oci_manifest = self._json({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": config,
-            "layers": [
-                {"mediaType": MEDIA_LAYER, "digest": str(layer.diff_id), "size": layer.size}
-                for layer in layers
-            ],
-        })
-        manifest_digest = Digest.from_bytes(oci_manifest)
-        self._blob(manifest_digest.hex, oci_manifest, 0)
-
-        def descriptor(annotations: Optional[gojson.Map[str]]) -> dict[str, object]:
-            # ocispec.Descriptor's field order: annotations, then platform.
-            out: dict[str, object] = {
-                "mediaType": MEDIA_MANIFEST,
-                "digest": str(manifest_digest),
-                "size": len(oci_manifest),
-            }
-            if annotations is not None:
-                out["annotations"] = annotations
-            if platform is not None:
-                out["platform"] = platform
-            return out
-
-        for tag in planned.tags:
-            self.index.append(descriptor(gojson.Map({
-                ANNOTATION_IMAGE_NAME: str(tag),
-                ANNOTATION_REF_NAME: tag.tag or "",
-            })))
-            if image.diff_ids:
-                top = image.diff_ids[-1].hex
-                self.repositories.setdefault(familiar_name(tag), {})[tag.tag or ""] = top
-        if not planned.tags:
-            self.index.append(descriptor(None))
-
-        item: dict[str, object] = {
-            "Config": f"blobs/sha256/{planned.id.hex}",
-            "RepoTags": list(planned.repo_tags) or None,
-            "Layers": [f"blobs/sha256/{diff_id.hex}" for diff_id in image.diff_ids],
-        }
-        if parent is not None:
-            item["Parent"] = str(parent)
-        if layer_sources:
-            item["LayerSources"] = gojson.Map(layer_sources)
-        self.manifest.append(item)
-
-    def _blob(self, digest_hex: str, data: bytes, mtime: int) -> None:
-        """A small blob; one already written keeps its first writer's stamp."""
-        if digest_hex not in self.blobs:
-            self.blobs[digest_hex] = self.stamper.file(f"blobs/sha256/{digest_hex}", data, mtime)
-
-    def _layer_blob(self, layer: Layer, mtime: int) -> None:
-        digest_hex = layer.diff_id.hex
-        if digest_hex not in self.blobs:
-            name = f"blobs/sha256/{digest_hex}"
-            header = self.stamper.header(name, REGTYPE, mtime, layer.size)
-            self.blobs[digest_hex] = Entry(header, layer=layer)
-
-    def _blobs_dir_mtime(self) -> int:
-        """``blobs/``: re-stamped with each image's ``created``, so the last one's shows.
-
-        Docker 25 to 27 skip the stamp for an image without ``created`` (the directory keeps
-        the previous image's, or the wall clock it was made at); 28 and later stamp the epoch.
-        """
-        mtime = self.stamper.now(self.stamper.newest)
-        for planned in self.planned:
-            if planned.image.created is not None or self.profile.missing_created != "now":
-                mtime = self.stamper.created(planned.image)
-        return mtime
-
-    def _json(self, value: object) -> bytes:
-        return gojson.dumps(value, short_escapes=self.short_escapes)
-
-
-def _platform(image: Image) -> dict[str, object]:
-    """The OCI platform of an image config, in image-spec field order.
-
-    ``architecture`` and ``os`` are always written; the rest only when set.
-    """
-    platform: dict[str, object] = {"architecture": image.architecture, "os": image.os}
-    if image.os_version:
-        platform["os.version"] = image.os_version
-    if image.os_features:
-        platform["os.features"] = list(image.os_features)
-    if image.variant:
-        platform["variant"] = image.variant
-    return platform
-
-
-def _go_bytes(name: str) -> bytes:
-    return name.encode("utf-8")

@@ -7,6 +7,7 @@ from .docker_root import DockerRootStore
 from .memory import MemoryStore
 from .oci_layout import OCILayoutStore, Platform
 from .protocols import (
+    Blob,
     BlobWriter,
     FileRange,
     ImageSink,
@@ -14,10 +15,12 @@ from .protocols import (
     Layer,
     LayerStore,
     LoadTransaction,
+    ManifestStore,
     ReferenceStore,
 )
 
 __all__ = [
+    "Blob",
     "BlobWriter",
     "DockerArchiveStore",
     "DockerRootStore",
@@ -27,6 +30,7 @@ __all__ = [
     "Layer",
     "LayerStore",
     "LoadTransaction",
+    "ManifestStore",
     "MemoryStore",
     "OCILayoutStore",
     "Platform",

@@ -28,6 +28,7 @@ import os
 import platform as _platform
 import secrets
 import shutil
+import stat
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -320,6 +321,35 @@ class _BlobLayer:
 
     def __repr__(self) -> str:
         return f"<layout layer {self._diff_id}>"
+
+
+class LayoutBlob:
+    """One blob file of a layout, as stored: served from its file, zero-copy."""
+
+    def __init__(self, path: str, digest: Digest, size: int) -> None:
+        self.path = path
+        self._digest = digest
+        self._size = size
+
+    @property
+    def digest(self) -> Digest:
+        return self._digest
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def open(self) -> BinaryIO:
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise StoreError(f"blob {self.path}: {exc.strerror or exc}") from exc
+
+    def file_range(self) -> Optional[FileRange]:
+        return FileRange(self.path, 0, self._size)
+
+    def __repr__(self) -> str:
+        return f"<layout blob {self._digest}>"
 
 
 class _CompressedBlobLayer:
@@ -685,6 +715,25 @@ class OCILayoutStore:
     def get_parent(self, image_id: Digest) -> Optional[Digest]:
         self._image(image_id)
         return self._snapshot().parents.get(image_id)
+
+    # -- ManifestStore: the manifests and blobs as kept ------------------------------------
+
+    def get_manifest(self, image_id: Digest) -> Optional[bytes]:
+        """The manifest bytes of the image, exactly as the layout keeps them."""
+        image = self._image(image_id)
+        return self._read_blob(image.manifest.digest, self.limits.json_size,
+                               f"manifest of image {image_id}")
+
+    def get_blob(self, digest: Digest) -> LayoutBlob:
+        """A blob of the layout as stored (a compressed layer stays compressed)."""
+        path = self.blob_path(digest)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise StoreError(f"blob {digest} of {self.path}: {exc.strerror or exc}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"blob {digest} of {self.path} is not a regular file")
+        return LayoutBlob(path, digest, st.st_size)
 
     # -- LayerStore ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from ..digest import Digest
 from ..reference import Named, Reference
 
 __all__ = [
+    "Blob",
     "BlobWriter",
     "FileRange",
     "ImageSink",
@@ -24,6 +25,7 @@ __all__ = [
     "Layer",
     "LayerStore",
     "LoadTransaction",
+    "ManifestStore",
     "ReferenceStore",
 ]
 
@@ -103,6 +105,47 @@ class ReferenceStore(Protocol):
 
     def references(self, image_id: Digest) -> Sequence[Named]:
         """Every reference that points at ``image_id``, in the order they were added."""
+        ...
+
+
+@runtime_checkable
+class Blob(Protocol):
+    """One content-addressed blob exactly as a store keeps it (a layer may be compressed)."""
+
+    @property
+    def digest(self) -> Digest:
+        """sha256 of the stored bytes."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Length in bytes of the stored blob."""
+        ...
+
+    def open(self) -> BinaryIO:
+        """A fresh readable stream of the stored bytes, from the first."""
+        ...
+
+    def file_range(self) -> Optional[FileRange]:
+        """Where the bytes lie in a regular file, if they do; else ``None``."""
+        ...
+
+
+@runtime_checkable
+class ManifestStore(Protocol):
+    """An image store that also keeps what a content store keeps: manifests and blobs as stored.
+
+    Optional: the containerd exporter's profile writes an image's manifest and layer blobs as
+    such a store holds them (compressed layers stay compressed); without it, the manifest
+    containerd records for a loaded archive is derived from the config and layer tars.
+    """
+
+    def get_manifest(self, image_id: Digest) -> Optional[bytes]:
+        """The raw manifest kept for the image with this config digest, or ``None``."""
+        ...
+
+    def get_blob(self, digest: Digest) -> Blob:
+        """A kept blob; raises :class:`~tarexport.errors.StoreError` when it is missing."""
         ...
 
 
