@@ -254,8 +254,9 @@ class HybridLayout:
                                  stamper.stamp(profile.blobs_dir_mtime, 0))),
         ]
         entries += [self.blobs[hex_] for hex_ in sorted(self.blobs)]
+        # Go marshals a list nobody appended to as null (early 25.0.x, all untagged).
         index_json = self._json(
-            {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": self.index}
+            {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": self.index or None}
         )
         entries.append(stamper.file("index.json", index_json,
                                     stamper.stamp(profile.index_mtime, 0)))

@@ -114,6 +114,7 @@ def test_save_load_and_stores_as_the_contract_shows(tmp_path: Path) -> None:
     assert in_place.getvalue() == golden.archive
 
     assert callable(DockerRootStore)  # exercised against a real data root in test_docker_root
-    assert profiles.DEFAULT is profiles.DOCKER_29
-    for name in ("DOCKER_1_11", "DOCKER_20_10", "DOCKER_25", "DOCKER_28", "DOCKER_29"):
+    assert profiles.DEFAULT in profiles.ALL
+    for name in ("DOCKER_1_11", "DOCKER_20_10", "DOCKER_25", "DOCKER_26", "DOCKER_28",
+                 "DOCKER_28_CONTAINERD", "DOCKER_29", "DEFAULT"):
         assert attrs.has(type(getattr(profiles, name)))

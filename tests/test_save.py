@@ -84,6 +84,8 @@ def test_empty_image_is_refused_before_any_byte() -> None:
     store.add_image(config, [], ["cc-s-nolayers:1"])
     out = io.BytesIO()
     for profile in profiles.ALL:
+        if profile.zero_layer_images:
+            continue  # the containerd store saves it
         with pytest.raises(EmptyExport, match="empty export - not implemented"):
             Saver(store, store, store, profile=profile).save(["cc-s-nolayers:1"], out)
     assert out.getvalue() == b""
