@@ -14,6 +14,7 @@ What is checked, and the visibility rule, are described in ``docs/loading.md``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import sys
@@ -25,7 +26,7 @@ import attrs
 
 from .compression import Compression, DecompressingReader, PrefixedReader
 from .digest import Digest, Digester
-from .errors import ArchiveDigestMismatch, InvalidArchive, UnsafeArchive
+from .errors import ArchiveDigestMismatch, InvalidArchive, TarexportError, UnsafeArchive
 from .progress import Progress, ProgressCallback
 from .reference import Named, familiar_string
 from .stores.docker_archive import (
@@ -37,7 +38,7 @@ from .stores.docker_archive import (
     layer_compression,
     read_archive,
 )
-from .stores.protocols import BlobWriter, ImageSink, LoadTransaction
+from .stores.protocols import BlobWriter, ImageSink, LoadTransaction, ManifestLoadTransaction
 from .tarread import BLOCK_SIZE, MemberIndex, MemberType, TarMember, TarReader
 
 __all__ = ["Limits", "LoadResult", "LoadedImage", "Loader", "load"]
@@ -49,6 +50,15 @@ _PROGRESS_EVERY = 16 << 20
 _METADATA = frozenset({MANIFEST, REPOSITORIES, "index.json", "oci-layout"})
 # Members of a v1 layer directory kept in memory (a legacy load reads every ``json``).
 _V1_METADATA = frozenset({"json", "VERSION"})
+_MANIFEST_TYPES = frozenset({
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+})
+_INDEX_TYPES = frozenset({
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+})
+_MAX_INDEX_DEPTH = 4
 
 
 @attrs.frozen
@@ -241,6 +251,21 @@ class _Staging:
         self._uncompressed[blob] = result
         return result
 
+    def inflated_digest(self, blob: Digest, what: str) -> Digest:
+        """The sha256 of the uncompressed form of a staged blob, without staging that form."""
+        kind = self.compression_of(blob)
+        if kind is Compression.NONE:
+            return blob
+        digester = Digester()
+        view = memoryview(self._buffers[0])
+        with self.txn.open_staged(blob) as raw:
+            stream = DecompressingReader(raw, kind, limit=self.limits.decompressed_size, what=what)
+            while True:
+                got = stream.readinto(view)
+                if not got:
+                    return digester.digest()
+                digester.update(view[:got])
+
     def _inflate(self, blob: Digest, kind: Compression, what: str) -> Digest:
         writer = self.txn.stage_blob()
         try:
@@ -313,11 +338,87 @@ def _open_archive(stream: BinaryIO, limits: Limits) -> BinaryIO:
 
 
 @attrs.frozen
+class _StoredManifest:
+    """An image's manifest as the archive's ``index.json`` names it, and its layer blobs."""
+
+    media_type: str
+    digest: Digest
+    blobs: tuple[Digest, ...]
+
+
+@attrs.frozen
 class _Plan:
-    """One image ready to register: its staged config and uncompressed layer blobs."""
+    """One image ready to register: its staged config and layer blobs.
+
+    The layers are uncompressed, unless the image is kept as its manifest stored it.
+    """
 
     image: ArchiveImage
     layers: tuple[Digest, ...]
+    manifest: Optional[_StoredManifest] = None
+
+
+def _index_manifests(staging: _Staging) -> list[tuple[str, Digest, bytes]]:
+    """The manifests ``index.json`` reaches (through nested indexes): type, digest, bytes.
+
+    Only manifests whose blobs are in the archive and check out count; anything else in the
+    index is left to ``manifest.json``, which decides what is loaded.
+    """
+    raw = staging.memory.get("index.json")
+    if raw is None:
+        return []
+    try:
+        index = json.loads(raw)
+    except (ValueError, RecursionError):
+        return []
+    found: list[tuple[str, Digest, bytes]] = []
+
+    def walk(descriptors: object, depth: int) -> None:
+        for desc in descriptors if isinstance(descriptors, list) else []:
+            media_type = desc.get("mediaType") if isinstance(desc, dict) else None
+            if media_type not in _MANIFEST_TYPES and media_type not in _INDEX_TYPES:
+                continue
+            try:
+                digest = Digest.parse(str(desc.get("digest")))
+                path = f"blobs/{digest.algorithm}/{digest.hex}"
+                data = staging.read_small(staging.index.resolve(path, "index.json"), path)
+                doc = json.loads(data)
+            except (TarexportError, ValueError, RecursionError, KeyError):
+                continue
+            if Digest.from_bytes(data, digest.algorithm) != digest or not isinstance(doc, dict):
+                continue
+            if media_type in _MANIFEST_TYPES:
+                found.append((str(media_type), digest, data))
+            elif depth < _MAX_INDEX_DEPTH:
+                walk(doc.get("manifests"), depth + 1)
+
+    if isinstance(index, dict):
+        walk(index.get("manifests"), 0)
+    return found
+
+
+def _stored_manifest(
+    staging: _Staging, image: ArchiveImage, manifests: Sequence[tuple[str, Digest, bytes]]
+) -> Optional[_StoredManifest]:
+    """The manifest of ``index.json`` that describes exactly this image, if there is one.
+
+    An image with a parent link is registered as a store records one, not kept.
+    """
+    if image.parent is not None:
+        return None
+    blobs = tuple(staging.blob_of(member) for member in image.layers)
+    for media_type, digest, data in manifests:
+        doc = json.loads(data)
+        config = doc.get("config")
+        layers = doc.get("layers") or []
+        if not isinstance(config, dict) or config.get("digest") != str(image.id):
+            continue
+        if not isinstance(layers, list) or [
+            layer.get("digest") if isinstance(layer, dict) else None for layer in layers
+        ] != [str(blob) for blob in blobs]:
+            continue
+        return _StoredManifest(media_type, digest, blobs)
+    return None
 
 
 class Loader:
@@ -354,7 +455,12 @@ class Loader:
         try:
             self._stage(stream, staging, tick)
             contents = read_archive(staging)
-            plans = [self._verify(staging, image) for image in contents.images]
+            keeps = isinstance(txn, ManifestLoadTransaction)
+            manifests = _index_manifests(staging) if keeps and not contents.legacy else []
+            plans = [
+                self._verify(staging, image, _stored_manifest(staging, image, manifests))
+                for image in contents.images
+            ]
             loaded = self._register(txn, plans)
         finally:
             staging.close()
@@ -382,8 +488,14 @@ class Loader:
             tick.done = reader.offset
         index.check_links()
 
-    def _verify(self, staging: _Staging, image: ArchiveImage) -> _Plan:
-        """Check every layer of ``image`` against its diff ID; nothing is registered yet."""
+    def _verify(
+        self, staging: _Staging, image: ArchiveImage, kept: Optional[_StoredManifest] = None
+    ) -> _Plan:
+        """Check every layer of ``image`` against its diff ID; nothing is registered yet.
+
+        A layer of an image ``kept`` as its manifest stored it is checked without staging
+        its uncompressed form: the stored blob is what the store keeps.
+        """
         layers = []
         for i, (member, diff_id, named, name) in enumerate(
             zip(image.layers, image.diff_ids, image.blob_digests, image.layer_names)
@@ -392,14 +504,18 @@ class Loader:
             blob = staging.blob_of(member)
             if named is not None and blob != named:
                 raise ArchiveDigestMismatch(what, str(named), str(blob))
+            stored = blob
             if blob != diff_id:
-                blob = staging.uncompressed(blob, what)
+                if kept is not None:
+                    blob = staging.inflated_digest(blob, what)
+                else:
+                    blob = stored = staging.uncompressed(blob, what)
             if blob != diff_id:
                 raise ArchiveDigestMismatch(
                     f"invalid diffID for {what}", str(diff_id), str(blob)
                 )
-            layers.append(blob)
-        return _Plan(image, tuple(layers))
+            layers.append(stored)
+        return _Plan(image, tuple(layers), kept)
 
     def _register(self, txn: LoadTransaction, plans: Sequence[_Plan]) -> tuple[LoadedImage, ...]:
         """Commit the images, parents before their children; report them in archive order."""
@@ -416,7 +532,12 @@ class Loader:
                     waiting.append(plan)
                     continue
                 config = self._config_blob(txn, plan)
-                txn.commit_image(config, plan.layers, image.references, parent)
+                kept = plan.manifest
+                if kept is not None and isinstance(txn, ManifestLoadTransaction):
+                    txn.commit_manifest(kept.digest, kept.media_type, config, plan.layers,
+                                        image.references)
+                else:
+                    txn.commit_image(config, plan.layers, image.references, parent)
                 registered[image.id] = LoadedImage(image.id, image.references, parent)
             if len(waiting) == len(pending):  # pragma: no cover - parent links are acyclic
                 raise InvalidArchive("images of the archive are each other's parents")

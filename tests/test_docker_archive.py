@@ -217,7 +217,7 @@ def test_compressed_layer_with_wrong_content_is_caught(tmp_path: Path) -> None:
 def test_docker_25_hybrid_archive(case: GoldenCase, tmp_path: Path) -> None:
     """An archive with blobs/sha256 (25+) reads back to the same images and layers."""
     golden = DockerArchiveStore(case.save_tar)  # type: ignore[arg-type]
-    hybrid_profile = attrs.evolve(profiles.DOCKER_25, image_order=golden_profile(case).image_order)
+    hybrid_profile = attrs.evolve(profiles.DOCKER_26, image_order=golden_profile(case).image_order)
     hybrid = resave(golden, case, hybrid_profile)
     path = tmp_path / "hybrid.tar"
     path.write_bytes(hybrid)

@@ -131,7 +131,7 @@ def test_crane_style_archive_is_stored_uncompressed(
 
 @pytest.mark.parametrize("case", golden_params(RESAVABLE))
 def test_docker_25_hybrid_archive(case: GoldenCase, layout: OCILayoutStore) -> None:
-    hybrid_profile = attrs.evolve(profiles.DOCKER_25, image_order=golden_profile(case).image_order)
+    hybrid_profile = attrs.evolve(profiles.DOCKER_26, image_order=golden_profile(case).image_order)
     hybrid = resave(DockerArchiveStore(case.save_tar), case, hybrid_profile)  # type: ignore[arg-type]
     load_bytes(hybrid, layout)
     assert_tar_equal(resave(layout, case), case.save_tar.read_bytes())  # type: ignore[union-attr]

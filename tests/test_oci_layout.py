@@ -544,7 +544,7 @@ def test_docker_25_archive_unpacked_is_a_layout_we_read(case: GoldenCase, tmp_pa
 
     from tarexport.stores.docker_archive import DockerArchiveStore
 
-    hybrid_profile = attrs.evolve(profiles.DOCKER_25, image_order=golden_profile(case).image_order)
+    hybrid_profile = attrs.evolve(profiles.DOCKER_26, image_order=golden_profile(case).image_order)
     hybrid = resave(DockerArchiveStore(case.save_tar), case, hybrid_profile)  # type: ignore[arg-type]
     root = tmp_path / "unpacked"
     with tarfile.open(fileobj=io.BytesIO(hybrid)) as archive:

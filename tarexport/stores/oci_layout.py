@@ -1159,6 +1159,33 @@ class _Transaction:
                         os.unlink(path)
                 raise
 
+    def commit_manifest(
+        self,
+        manifest: Digest,
+        media_type: str,
+        config: Digest,
+        blobs: Sequence[Digest],
+        references: Sequence[Named],
+    ) -> None:
+        """Register an image under the manifest its archive had, blobs as they came."""
+        store = self.store
+        added: list[str] = []
+        with store._locked():
+            try:
+                for digest in (config, *blobs):
+                    self._place(digest, added)
+                size = self._place(manifest, added)
+                descriptor = _Descriptor(media_type, manifest, size)
+                snapshot = store._read_snapshot()
+                index = _updated_index(snapshot, descriptor, config, list(references))
+                if index != snapshot.raw:
+                    store._write_index(index)
+            except BaseException:
+                for path in added:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise
+
     def _place(self, digest: Digest, added: list[str]) -> int:
         """Move a staged blob into ``blobs/`` (if it is not there yet); returns its size."""
         target = self.store.blob_path(digest)

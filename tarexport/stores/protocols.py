@@ -25,6 +25,7 @@ __all__ = [
     "Layer",
     "LayerStore",
     "LoadTransaction",
+    "ManifestLoadTransaction",
     "ManifestStore",
     "ReferenceStore",
 ]
@@ -205,6 +206,31 @@ class LoadTransaction(Protocol):
 
     def close(self) -> None:
         """Discard every staged blob that no committed image uses; idempotent."""
+        ...
+
+
+@runtime_checkable
+class ManifestLoadTransaction(LoadTransaction, Protocol):
+    """A load transaction that can also keep an image as its archive stored it.
+
+    Optional. The loader uses it for an image that the archive's ``index.json`` describes
+    by a manifest, so that the manifest's bytes and its (compressed) layer blobs are kept as
+    they came, as a content store keeps them.
+    """
+
+    def commit_manifest(
+        self,
+        manifest: Digest,
+        media_type: str,
+        config: Digest,
+        blobs: Sequence[Digest],
+        references: Sequence[Named],
+    ) -> None:
+        """Register an image by its staged manifest; otherwise as :meth:`commit_image`.
+
+        ``blobs`` are the manifest's layer blobs as staged (each verified against its diff
+        ID by the loader), bottom to top.
+        """
         ...
 
 
