@@ -7,8 +7,11 @@ clock and its Go map order, read off its own archive.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import attrs
@@ -24,7 +27,7 @@ from generations import (
 )
 from helpers import assert_tar_equal
 
-from tarexport import MemoryStore, Saver, profiles
+from tarexport import MemoryStore, OCILayoutStore, Saver, load, profiles
 from tarexport.digest import Digest
 from tarexport.errors import EmptyExport, ImageNotFound, PlatformNotFound, TarexportError
 from tarexport.image import Image
@@ -212,3 +215,105 @@ def test_containerd_image_ids_are_manifest_digests() -> None:
     assert [p.id for p in by_id.images] == [p.id for p in plan.images]
     with pytest.raises(TarexportError):
         saver.plan([tagged[7:19]])  # the config digest is no ID in this store
+
+
+# -- loading what these daemons write -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("set_name", "case"), CONTAINERD_CASES, ids=_ids(CONTAINERD_CASES))
+def test_containerd_archive_loaded_then_saved_is_the_same(
+    set_name: str, case: str, tmp_path: Path
+) -> None:
+    """The loader keeps manifests and compressed blobs as they came, so a save gives them back."""
+    golden = read(set_name, case)
+    assert golden.archive is not None
+    store = OCILayoutStore(tmp_path / "layout", create=True)
+    load(io.BytesIO(golden.archive), into=store)
+    names = golden.case["docker_save_args"]
+    if not any(image["repo_tags"] for image in golden.case["images"]) or "@" in names[0]:
+        names = [golden.case["images"][0]["id"]]  # the archive names no tag: save by ID
+    out = io.BytesIO()
+    Saver(store, store, store, profile=golden.profile()).save(names, out)
+    assert_tar_equal(out.getvalue(), golden.archive)
+
+
+def _zstd_nested_archive() -> tuple[bytes, bytes, str]:
+    """s01 of the containerd store with its layer as zstd, under a nested index."""
+    zstandard = pytest.importorskip("zstandard")
+    golden = read("docker-28-containerd", "s01-import-single-gnu")
+    (item,) = golden.manifest()
+    config = golden.read(item["Config"])
+    tar = gzip.decompress(golden.read(item["Layers"][0]))
+    layer = zstandard.ZstdCompressor(level=3).compress(tar)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": item["Config"].replace("blobs/sha256/", "sha256:"),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+                    "digest": "sha256:" + hashlib.sha256(layer).hexdigest(), "size": len(layer)}],
+    }).encode()
+    m_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    nested = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": m_digest, "size": len(manifest),
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    }).encode()
+    n_digest = "sha256:" + hashlib.sha256(nested).hexdigest()
+    index = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                       "digest": n_digest, "size": len(nested),
+                       "annotations": {"io.containerd.image.name": "docker.io/library/zz:1",
+                                       "org.opencontainers.image.ref.name": "1"}}],
+    }).encode()
+    files = {
+        item["Config"]: config,
+        "blobs/sha256/" + hashlib.sha256(layer).hexdigest(): layer,
+        "blobs/sha256/" + m_digest[7:]: manifest,
+        "blobs/sha256/" + n_digest[7:]: nested,
+        "index.json": index,
+        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+        "manifest.json": json.dumps([{
+            "Config": item["Config"], "RepoTags": ["zz:1"],
+            "Layers": ["blobs/sha256/" + hashlib.sha256(layer).hexdigest()]}]).encode(),
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue(), tar, m_digest
+
+
+def test_nested_index_and_zstd_layer_load_and_save(tmp_path: Path) -> None:
+    archive, tar, manifest_digest = _zstd_nested_archive()
+    store = OCILayoutStore(tmp_path / "layout", create=True)
+    loaded = load(io.BytesIO(archive), into=store)
+    assert [str(r) for r in loaded.references] == ["docker.io/library/zz:1"]
+    # Graphdriver profiles get the uncompressed layer tar, checked against its diff ID...
+    out = io.BytesIO()
+    Saver(store, store, store, profile=profiles.DOCKER_28).save(["zz:1"], out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as saved:
+        diff_id = hashlib.sha256(tar).hexdigest()
+        member = saved.extractfile(f"blobs/sha256/{diff_id}")
+        assert member is not None and member.read() == tar
+    # ... and the containerd exporter the zstd blob and the manifest exactly as they came.
+    out = io.BytesIO()
+    Saver(store, store, store, profile=profiles.DOCKER_28_CONTAINERD).save(["zz:1"], out)
+    saved = dict(_members(out.getvalue()))
+    index = json.loads(saved["index.json"])
+    assert index["manifests"][0]["digest"] == manifest_digest
+    original = dict(_members(archive))
+    manifest = json.loads(original["blobs/sha256/" + manifest_digest[7:]])
+    zstd_blob = "blobs/sha256/" + manifest["layers"][0]["digest"][7:]
+    assert saved[zstd_blob] == original[zstd_blob]
+    assert saved["blobs/sha256/" + manifest_digest[7:]] == original["blobs/sha256/" +
+                                                                     manifest_digest[7:]]
+
+
+def _members(archive: bytes) -> list[tuple[str, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
