@@ -316,4 +316,5 @@ def test_nested_index_and_zstd_layer_load_and_save(tmp_path: Path) -> None:
 
 def _members(archive: bytes) -> list[tuple[str, bytes]]:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+        return [(m.name, tar.extractfile(m).read())  # type: ignore[union-attr]
+                for m in tar.getmembers() if m.isfile()]
