@@ -73,7 +73,7 @@ def umoci() -> Tool:
     return Tool.find("umoci")
 
 
-PEER_FIXTURES = frozenset({"docker_cli", "docker", "daemon", "skopeo", "umoci"})
+PEER_FIXTURES = frozenset({"docker_cli", "docker", "daemon", "skopeo", "umoci", "podman"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
