@@ -47,7 +47,7 @@ from .save import Saver
 from .stores.docker_archive import DockerArchiveStore
 from .stores.docker_root import DockerRootStore
 from .stores.memory import MemoryStore
-from .stores.oci_layout import OCILayoutStore
+from .stores.oci_layout import OCILayoutStore, Platform
 
 __all__ = ["StoreSpec", "build_parser", "default_store_path", "main"]
 
@@ -270,7 +270,8 @@ def _cmd_save(args: argparse.Namespace) -> int:
     if to_stdout and _isatty(sys.stdout):
         raise CommandError(REFUSE_TERMINAL)
     store = _open_source(args.source)
-    saver = Saver(store, store, store, profile=args.profile, verify=args.verify)
+    saver = Saver(store, store, store, profile=args.profile, verify=args.verify,
+                  platform=args.platform)
     # Resolve and plan before touching the output: bad names fail with nothing written.
     plan = saver.plan(args.names)
     with _progress(args, "saving", "saved") as display:
@@ -394,6 +395,13 @@ def _store_spec(text: str) -> StoreSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _platform(text: str) -> Platform:
+    try:
+        return Platform.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _profile(name: str) -> Profile:
     try:
         return profiles.by_name(name)
@@ -458,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Docker generation whose output to reproduce: "
         + ", ".join(p.name for p in profiles.ALL)
         + f" (default: {profiles.DEFAULT.name})",
+    )
+    save.add_argument(
+        "--platform",
+        type=_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="save only images of this platform; fail, writing nothing, if one is not",
     )
     save.add_argument(
         "--no-verify",
