@@ -223,6 +223,17 @@ READS_V1_DIRS = {
 }
 
 
+# Measured: early 25.0.x OCI manifests list no layer, so OCI tools see images without their
+# layers; the containerd store's manifest of a loaded legacy image is Docker schema 2, which
+# skopeo 1.9's and umoci 0.4's OCI layout readers do not take.
+OCI_REFUSALS = {
+    ("docker-25", "skopeo oci-archive"): r"assert \[\] == ",
+    ("docker-25", "umoci"): r"",
+    ("docker-28-containerd", "skopeo oci-archive"): r"no descriptor found for reference",
+    ("docker-28-containerd", "umoci"): r"not implemented: application/vnd\.docker",
+}
+
+
 @pytest.mark.parametrize("kind", ["two-images", "no-layers"])
 @pytest.mark.parametrize("profile", profiles.ALL, ids=[p.name for p in profiles.ALL])
 @pytest.mark.parametrize("consumer", CONSUMERS)
@@ -237,10 +248,13 @@ def test_consumer_matrix(
     this = sample(kind, tmp_path)
     profile = attrs.evolve(profile, zero_layer_images=(kind == "no-layers"))
     archive = save_to_file(this.store, this.names, profile, tmp_path / "a.tar")
-    if profile.layout == "oci-hybrid" or READS_V1_DIRS[consumer]:
+    refusal = OCI_REFUSALS.get((profile.name, consumer))
+    if profile.layout == "v1-dirs" and not READS_V1_DIRS[consumer]:
+        refusal = r"index\.json|oci-layout|no such file"
+    if refusal is None or (kind == "no-layers" and profile.name == "docker-25"):
         reads(consumer, archive, this, tmp_path, peer)
     else:
-        with pytest.raises(Exception, match=r"index\.json|oci-layout|no such file"):
+        with pytest.raises(Exception, match=refusal):
             reads(consumer, archive, this, tmp_path, peer)
 
 

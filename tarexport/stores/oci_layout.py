@@ -71,6 +71,7 @@ __all__ = [
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_PARENT",
     "ANNOTATION_REF_NAME",
+    "LayoutBlob",
     "OCILayoutStore",
     "Platform",
 ]
