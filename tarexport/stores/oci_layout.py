@@ -295,35 +295,6 @@ class _Snapshot:
 # -- layers -------------------------------------------------------------------------------
 
 
-class _BlobLayer:
-    """An uncompressed layer blob: served from its file, zero-copy."""
-
-    def __init__(self, path: str, diff_id: Digest, size: int) -> None:
-        self.path = path
-        self._diff_id = diff_id
-        self._size = size
-
-    @property
-    def diff_id(self) -> Digest:
-        return self._diff_id
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def open(self) -> BinaryIO:
-        try:
-            return open(self.path, "rb")
-        except OSError as exc:
-            raise StoreError(f"layer blob {self.path}: {exc.strerror or exc}") from exc
-
-    def file_range(self) -> Optional[FileRange]:
-        return FileRange(self.path, 0, self._size)
-
-    def __repr__(self) -> str:
-        return f"<layout layer {self._diff_id}>"
-
-
 class LayoutBlob:
     """One blob file of a layout, as stored: served from its file, zero-copy."""
 
@@ -351,6 +322,17 @@ class LayoutBlob:
 
     def __repr__(self) -> str:
         return f"<layout blob {self._digest}>"
+
+
+class _BlobLayer(LayoutBlob):
+    """An uncompressed layer blob: its digest is its diff ID; served from its file, zero-copy."""
+
+    @property
+    def diff_id(self) -> Digest:
+        return self.digest
+
+    def __repr__(self) -> str:
+        return f"<layout layer {self.digest}>"
 
 
 class _CompressedBlobLayer:
