@@ -228,7 +228,7 @@ READS_V1_DIRS = {
 # skopeo 1.9's and umoci 0.4's OCI layout readers do not take.
 OCI_REFUSALS = {
     ("docker-25", "skopeo oci-archive"): r"assert \[\] == ",
-    ("docker-25", "umoci"): r"",
+    ("docker-25", "umoci"): r"index out of range",  # umoci stat panics on it
     ("docker-28-containerd", "skopeo oci-archive"): r"no descriptor found for reference",
     ("docker-28-containerd", "umoci"): r"not implemented: application/vnd\.docker",
 }
