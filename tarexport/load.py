@@ -518,18 +518,23 @@ class Loader:
         return _Plan(image, tuple(layers), kept)
 
     def _register(self, txn: LoadTransaction, plans: Sequence[_Plan]) -> tuple[LoadedImage, ...]:
-        """Commit the images, parents before their children; report them in archive order."""
-        registered: dict[Digest, LoadedImage] = {}
-        pending = list(plans)
+        """Commit the images, parents before their children.
+
+        The result has one value per manifest entry, in archive order, as ``docker load``
+        prints them: two entries with the same config and different tags are two values.
+        """
+        registered: set[Digest] = set()
+        loaded: dict[int, LoadedImage] = {}
+        pending = list(enumerate(plans))
         while pending:
             waiting = []
-            for plan in pending:
+            for n, plan in pending:
                 image = plan.image
                 parent = image.parent
                 if parent is not None and parent not in registered and any(
-                    p.image.id == parent for p in pending
+                    p.image.id == parent for _, p in pending
                 ):
-                    waiting.append(plan)
+                    waiting.append((n, plan))
                     continue
                 config = self._config_blob(txn, plan)
                 kept = plan.manifest
@@ -538,11 +543,12 @@ class Loader:
                                         image.references)
                 else:
                     txn.commit_image(config, plan.layers, image.references, parent)
-                registered[image.id] = LoadedImage(image.id, image.references, parent)
+                registered.add(image.id)
+                loaded[n] = LoadedImage(image.id, image.references, parent)
             if len(waiting) == len(pending):  # pragma: no cover - parent links are acyclic
                 raise InvalidArchive("images of the archive are each other's parents")
             pending = waiting
-        return tuple(registered[plan.image.id] for plan in plans)
+        return tuple(loaded[n] for n in range(len(plans)))
 
     @staticmethod
     def _config_blob(txn: LoadTransaction, plan: _Plan) -> Digest:

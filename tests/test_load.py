@@ -388,3 +388,28 @@ def test_from_an_os_pipe(layout: OCILayoutStore) -> None:
         load(r, into=layout)
     feeder.join()
     assert_tar_equal(resave(layout, case), data)
+
+
+def test_result_has_one_value_per_manifest_entry(layout: OCILayoutStore) -> None:
+    # Two entries with one config and different tags: docker load prints both, in order.
+    first = image(1, tags=("app:1",))
+    second = attrs.evolve(first, tags=("app:2",))
+    data = docker_archive([first, second])
+    assert len(json.loads(tar_member(data, "manifest.json"))) == 2
+    result = load_bytes(data, layout)
+    app1, app2 = parse_normalized_named("app:1"), parse_normalized_named("app:2")
+    assert result.images == (
+        LoadedImage(Digest.parse(first.id), (app1,)),
+        LoadedImage(Digest.parse(first.id), (app2,)),
+    )
+    assert result.messages() == ["Loaded image: app:1", "Loaded image: app:2"]
+    assert layout.references(Digest.parse(first.id)) == [app1, app2]
+
+
+def tar_member(data: bytes, name: str) -> bytes:
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return member.read()
