@@ -59,6 +59,7 @@ from ..reference import (
     tag_name_only,
 )
 from ..tarread import BLOCK_SIZE
+from ._files import intact_blob, open_regular
 from .docker_archive import DEFAULT_LIMITS, Limits, layer_compression
 from .protocols import BlobWriter, FileRange, LoadTransaction
 
@@ -313,7 +314,7 @@ class LayoutBlob:
 
     def open(self) -> BinaryIO:
         try:
-            return open(self.path, "rb")
+            return open_regular(self.path)
         except OSError as exc:
             raise StoreError(f"blob {self.path}: {exc.strerror or exc}") from exc
 
@@ -371,7 +372,7 @@ class _CompressedBlobLayer:
     def _open(self, size: Optional[int]) -> BinaryIO:
         what = f"layer {self._diff_id} (blob {self._blob.digest})"
         try:
-            raw = open(self.path, "rb")  # noqa: SIM115 - closed with the returned stream
+            raw = open_regular(self.path)
         except OSError as exc:
             raise StoreError(f"layer blob {self.path}: {exc.strerror or exc}") from exc
         checked = VerifyingReader(raw, self._blob.digest, size=self._blob.size, what=what)
@@ -420,6 +421,11 @@ class OCILayoutStore:
     directory). ``platform`` (``"linux/arm64"``, or a :class:`Platform`) picks the manifest of
     a multi-platform index; by default the host's. ``fsync`` makes every write durable
     before it becomes visible (blobs, then ``index.json``).
+
+    A blob a write needs that is already in the layout is kept only when it is a regular
+    file (not a link) of the right size and, with ``trusted=False``, of the right digest
+    (hashed again); otherwise the incoming, verified bytes replace it. A load thus repairs
+    a corrupt store.
     """
 
     def __init__(
@@ -430,10 +436,12 @@ class OCILayoutStore:
         platform: Union[str, Platform, None] = None,
         limits: Limits = DEFAULT_LIMITS,
         fsync: bool = True,
+        trusted: bool = True,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.limits = limits
         self.fsync = fsync
+        self.trusted = trusted
         if platform is None:
             self.platform = Platform.host()
         elif isinstance(platform, Platform):
@@ -447,10 +455,16 @@ class OCILayoutStore:
         self._snapshot_cache: Optional[_Snapshot] = None
         self._sizes: dict[Digest, int] = {}
         layout_file = os.path.join(self.path, LAYOUT_FILE)
-        if not os.path.isfile(layout_file):
+        try:
+            os.stat(layout_file)
+        except FileNotFoundError:
             if not create:
-                raise StoreError(f"{self.path} is not an OCI image layout (no {LAYOUT_FILE})")
+                raise StoreError(
+                    f"{self.path} is not an OCI image layout (no {LAYOUT_FILE})"
+                ) from None
             self._create()
+        except OSError as exc:  # permission denied, a file where a directory should be
+            raise StoreError(f"{layout_file}: {exc.strerror or exc}") from None
         self._check_layout()
 
     # -- files ---------------------------------------------------------------------------
@@ -487,7 +501,7 @@ class OCILayoutStore:
 
     def _check_layout(self) -> None:
         try:
-            with open(os.path.join(self.path, LAYOUT_FILE), "rb") as f:
+            with open_regular(os.path.join(self.path, LAYOUT_FILE)) as f:
                 data = f.read(1 << 16)
             version = json.loads(data).get("imageLayoutVersion")
         except (OSError, ValueError, AttributeError) as exc:
@@ -529,7 +543,7 @@ class OCILayoutStore:
     def _read_blob(self, digest: Digest, limit: int, what: str) -> bytes:
         path = self.blob_path(digest)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 data = f.read(limit + 1)
         except OSError as exc:
             raise StoreError(f"{what}: blob {digest}: {exc.strerror or exc}") from exc
@@ -571,7 +585,7 @@ class OCILayoutStore:
     def _read_snapshot(self) -> _Snapshot:
         path = os.path.join(self.path, INDEX_FILE)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 identity = _identity(os.fstat(f.fileno()))
                 data = f.read(_INDEX_LIMIT + 1)
         except OSError as exc:
@@ -761,10 +775,12 @@ class OCILayoutStore:
         # The bytes decide, not the media type: skopeo labels plain tars ".tar.gzip", and
         # Docker sniffs the content too.
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 head = f.read(BLOCK_SIZE)
         except OSError as exc:
             return StoreError(f"layer {diff_id}: blob {desc.digest}: {exc.strerror or exc}")
+        except StoreError as exc:
+            return StoreError(f"layer {diff_id}: {exc}")
         kind = layer_compression(head)
         if kind is Compression.NONE:
             if desc.digest != diff_id:
@@ -1066,12 +1082,18 @@ class _Transaction:
         return os.path.join(self._staging_dir(), f"{self._counter}.part")
 
     def _staged_complete(self, path: str, digest: Digest) -> None:
-        if digest in self._staged or os.path.exists(self.store.blob_path(digest)):
+        if digest in self._staged or self._intact(digest, os.stat(path).st_size):
             os.unlink(path)
             return
         final = os.path.join(self._staging_dir(), f"{digest.algorithm}-{digest.hex}")
         os.replace(path, final)
         self._staged[digest] = final
+
+    def _intact(self, digest: Digest, size: int) -> bool:
+        """Whether the layout's own copy of ``digest`` can be kept (see OCILayoutStore)."""
+        return intact_blob(
+            self.store.blob_path(digest), digest, size, verify=not self.store.trusted
+        )
 
     # -- LoadTransaction ----------------------------------------------------------------
 
@@ -1109,7 +1131,7 @@ class _Transaction:
     def open_staged(self, digest: Digest) -> BinaryIO:
         path = self._staged.get(digest) or self.store.blob_path(digest)
         try:
-            return open(path, "rb")
+            return open_regular(path)
         except OSError as exc:
             raise StoreError(f"blob {digest} is neither staged nor in {self.store.path}") from exc
 
@@ -1173,15 +1195,19 @@ class _Transaction:
         """Move a staged blob into ``blobs/`` (if it is not there yet); returns its size."""
         target = self.store.blob_path(digest)
         staged = self._staged.get(digest)
-        if staged is None or os.path.exists(target):
+        if staged is None:
             try:
                 return os.stat(target).st_size
             except OSError:
                 raise StoreError(f"blob {digest} was never staged") from None
+        size = os.stat(staged).st_size
+        if self._intact(digest, size):
+            return size  # placed by another load meanwhile; ours is dropped at close
         if self.store.fsync:
             self._wait_for_syncs()
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        size = os.stat(staged).st_size
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)  # a directory where a blob belongs: not a blob to keep
         os.replace(staged, target)
         del self._staged[digest]
         added.append(target)
