@@ -20,7 +20,6 @@ import os
 import signal
 import stat
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,12 +27,13 @@ from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, TextIO,
 
 import attrs
 
-from . import __version__, profiles
+from . import __version__, cli_prune, profiles
 from .digest import chain_ids
 from .display import Display, JsonLines, LogLines, StatusLine, format_size
 from .errors import InvalidArchive, TarexportError
 from .gotime import GoTime
 from .image import Image
+from .leftovers import create_partial
 from .load import load
 from .profiles import Profile
 from .reference import (
@@ -234,7 +234,8 @@ def _output_file(path: str) -> Iterator[BinaryIO]:
     target = os.path.realpath(path)
     directory, base = os.path.split(target)
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+        # Locked while it is written, so the next save can tell a dead one and remove it.
+        fd, temporary = create_partial(directory, base)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
     try:
@@ -544,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ref.add_argument("refs", nargs="+", metavar="REF")
     ref.set_defaults(run=_cmd_ref)
+    cli_prune.add_parser(commands, parents=[common])
     return parser
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,7 +169,5 @@ def test_library_reads_refuse_a_fifo(tmp_path: Path) -> None:
     store, _, layer = loaded_layout(tmp_path / "layout")
     fifo_in_place_of(Path(store.blob_path(layer)))
     fresh = OCILayoutStore(store.path)
-    (image_id,) = fresh.search("")
-    with pytest.raises(StoreError, match="FIFO|bytes"):
+    with pytest.raises(StoreError, match=r"FIFO|bytes"):
         Saver(fresh, fresh, fresh).plan(["app:1"])
-    shutil.rmtree(store.path)

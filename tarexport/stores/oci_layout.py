@@ -52,6 +52,14 @@ from ..errors import (
     StoreError,
 )
 from ..image import Image
+from ..leftovers import (
+    STAGING_PREFIX,
+    Leftover,
+    find_leftovers,
+    hold_staging_directory,
+    lock_directory,
+    remove_leftovers,
+)
 from ..reference import (
     Named,
     Reference,
@@ -81,7 +89,6 @@ LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 BLOBS_DIR = "blobs"
 LAYOUT_BYTES = b'{"imageLayoutVersion": "1.0.0"}'
-STAGING_PREFIX = ".tarexport-staging-"
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -452,6 +459,7 @@ class OCILayoutStore:
             except ValueError as exc:
                 raise StoreError(str(exc)) from None
         self._thread_lock = threading.RLock()
+        self._lock_depth = 0
         self._snapshot_cache: Optional[_Snapshot] = None
         self._sizes: dict[Digest, int] = {}
         layout_file = os.path.join(self.path, LAYOUT_FILE)
@@ -530,15 +538,34 @@ class OCILayoutStore:
     def _locked(self) -> Iterator[None]:
         """Exclusive access among writers, in this process and others (``flock`` on the dir)."""
         with self._thread_lock:
-            if fcntl is None:  # pragma: no cover
-                yield
+            if self._lock_depth or fcntl is None:  # held already by this thread
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
                 return
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)  # releases the lock
+            with lock_directory(self.path):
+                self._lock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth = 0
+
+    def leftovers(self) -> list[Leftover]:
+        """The staging left in the layout by loads, each with whether it is still in use."""
+        return find_leftovers(self.path)
+
+    def remove_leftovers(self) -> list[Leftover]:
+        """Remove the staging of loads that died (``SIGKILL``); returns what was removed.
+
+        Staging a live load holds is never touched (see :mod:`tarexport.leftovers`). Every
+        load does this before it stages its first blob.
+        """
+        with self._locked():
+            return remove_leftovers(
+                [x for x in find_leftovers(self.path) if not x.in_use], directory_locked=True
+            )
 
     def _read_blob(self, digest: Digest, limit: int, what: str) -> bytes:
         path = self.blob_path(digest)
@@ -1037,6 +1064,7 @@ class _Transaction:
     def __init__(self, store: OCILayoutStore) -> None:
         self.store = store
         self._dir: Optional[str] = None
+        self._dir_fd: Optional[int] = None
         self._counter = 0
         self._staged: dict[Digest, str] = {}
         self._closed = False
@@ -1069,7 +1097,10 @@ class _Transaction:
         if self._dir is None:
             path = os.path.join(self.store.path, STAGING_PREFIX + secrets.token_hex(8))
             try:
-                os.mkdir(path, 0o700)
+                # Under the layout's lock, so that no sweep sees it before it is held.
+                with self.store._locked():
+                    self.store.remove_leftovers()
+                    self._dir_fd = hold_staging_directory(path)
             except OSError as exc:
                 raise StoreError(
                     f"cannot stage blobs in {self.store.path}: {exc.strerror}"
@@ -1226,6 +1257,9 @@ class _Transaction:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)  # the lock goes only once the staging is gone
+            self._dir_fd = None
 
 
 def _manifest_bytes(
