@@ -42,6 +42,10 @@ def staging_in(layout: Path) -> List[str]:
     return sorted(p.name for p in layout.iterdir() if p.name.startswith(STAGING_PREFIX))
 
 
+def staged_bytes(layout: Path) -> int:
+    return sum(f.stat().st_size for n in staging_in(layout) for f in Path(layout, n).iterdir())
+
+
 def wait_for(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT
     while not condition():
@@ -59,8 +63,7 @@ def start_load(layout: Path, data: bytes) -> subprocess.Popen[bytes]:
     assert proc.stdin is not None
     proc.stdin.write(data[: len(data) // 2])
     proc.stdin.flush()
-    wait_for(lambda: any(any(Path(layout, n).iterdir()) for n in staging_in(layout)),
-             "the load to stage")
+    wait_for(lambda: staged_bytes(layout) >= 1 << 20, "the load to stage a MiB")
     return proc
 
 
