@@ -405,7 +405,7 @@ def _platform(text: str) -> Platform:
 
 def _profile(name: str) -> Profile:
     try:
-        return profiles.by_name(name)
+        return profiles.parse(name)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -463,10 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         type=_profile,
         default=profiles.DEFAULT,
-        metavar="NAME",
+        metavar="NAME[,KNOB=VALUE...]",
         help="the Docker generation whose output to reproduce: "
         + ", ".join(p.name for p in profiles.ALL)
-        + f" (default: {profiles.DEFAULT.name})",
+        + f" (default: {profiles.DEFAULT.name}); knobs change one field each, e.g. "
+        "docker-20.10,owner_name=root (see docs/cli.md)",
     )
     save.add_argument(
         "--platform",

@@ -7,7 +7,8 @@ for a distribution build of Docker that links Go's standard ``archive/tar``.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import typing
+from typing import Any, Literal, Optional
 
 import attrs
 
@@ -21,8 +22,10 @@ __all__ = [
     "DOCKER_28",
     "DOCKER_28_CONTAINERD",
     "DOCKER_29",
+    "KNOBS",
     "Profile",
     "by_name",
+    "parse",
 ]
 
 Layout = Literal["v1-dirs", "oci-hybrid", "containerd"]
@@ -218,3 +221,77 @@ def by_name(name: str) -> Profile:
 
 def _spelling(name: str) -> str:
     return name.replace("-", ".")
+
+
+def _knob_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(Profile)
+    return {field.name: hints[field.name] for field in attrs.fields(Profile)
+            if field.name != "name"}
+
+
+KNOBS: tuple[str, ...] = tuple(_knob_types())
+"""Every field of :class:`Profile` that :func:`parse` can set: all of them but ``name``."""
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _knob_value(knob: str, kind: Any, text: str, spec: str) -> object:
+    """``text`` as a value of the type ``kind`` of ``knob``; ``ValueError`` naming both."""
+
+    def bad(expected: str) -> ValueError:
+        return ValueError(f"profile {spec!r}: {knob}={text!r}: expected {expected}")
+
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union:  # Optional[X]
+        if text.lower() in ("", "none"):
+            return None
+        (kind,) = [arg for arg in args if arg is not type(None)]
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise bad("true or false")
+    if kind is int:
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise bad("an integer") from None
+    if origin is Literal:
+        if text not in args:
+            raise bad(" or ".join(repr(a) for a in args))
+        return text
+    if origin is tuple:
+        return tuple(part for part in text.split("+") if part)
+    return text
+
+
+def parse(spec: str) -> Profile:
+    """A profile from ``NAME[,KNOB=VALUE]...``, the command line's ``--profile`` syntax.
+
+    ``NAME`` is any name :func:`by_name` takes; each ``KNOB=VALUE`` sets one field of the
+    profile (see :data:`KNOBS`), as ``attrs.evolve`` would: ``docker-20.10,owner_name=root``
+    is Debian's 20.10 build, ``docker-28,go_short_escapes=false`` one built with an older Go.
+    Booleans are ``true``/``false`` (also ``yes``/``no``, ``on``/``off``, ``1``/``0``),
+    ``now`` is a Unix time or ``none``, ``image_order`` is image IDs joined by ``+``. An
+    unknown name or knob, or a value of the wrong kind, raises ``ValueError`` naming it.
+    """
+    name, *settings = spec.split(",")
+    profile = by_name(name.strip())
+    kinds = _knob_types()
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        knob, equals, text = setting.partition("=")
+        knob = knob.strip()
+        if not equals:
+            raise ValueError(f"profile {spec!r}: {setting!r} is not KNOB=VALUE")
+        if knob not in kinds:
+            raise ValueError(
+                f"profile {spec!r}: unknown knob {knob!r} (knobs: {', '.join(KNOBS)})"
+            )
+        if knob in changes:
+            raise ValueError(f"profile {spec!r}: {knob} is set twice")
+        changes[knob] = _knob_value(knob, kinds[knob], text.strip(), spec)
+    return attrs.evolve(profile, **changes) if changes else profile
