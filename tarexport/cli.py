@@ -33,7 +33,7 @@ from .display import Display, JsonLines, LogLines, StatusLine, format_size
 from .errors import InvalidArchive, TarexportError
 from .gotime import GoTime
 from .image import Image
-from .leftovers import create_partial
+from .leftovers import create_partial, undone_on_failure
 from .load import load
 from .profiles import Profile
 from .reference import (
@@ -64,7 +64,9 @@ PROGRESS_MODES = ("auto", "tty", "plain", "json", "none")
 
 # Docker's own words, so that scripts matching on them keep working.
 REFUSE_TERMINAL = "cowardly refusing to save to a terminal. Use the -o flag or redirect"
-REFUSE_STDIN_TERMINAL = "requested load from stdin, but stdin is empty"
+REFUSE_STDIN_TERMINAL = (
+    "requested load from stdin, but stdin is empty (use -i FILE, or pipe an archive in)"
+)
 
 
 class CommandError(Exception):
@@ -152,11 +154,15 @@ def _open_target(spec: Optional[StoreSpec]) -> OCILayoutStore:
         what = "a docker-archive is written by `tarexport save`" if spec.kind == "docker-archive" \
             else "a Docker data root is read-only here; load into it with `docker load`"
         raise CommandError(f"cannot load into {spec}: {what}")
-    path = str(default_store_path()) if spec is None else spec.path
+    path = _target_path(spec)
     try:
         return OCILayoutStore(path, create=True)
     except TarexportError as exc:
         raise _naming(exc, path) from exc
+
+
+def _target_path(spec: Optional[StoreSpec]) -> str:
+    return str(default_store_path()) if spec is None else spec.path
 
 
 def _naming(exc: TarexportError, path: str) -> Exception:
@@ -298,12 +304,14 @@ def _cmd_load(args: argparse.Namespace) -> int:
                 stream = stack.enter_context(open(args.input, "rb"))
             except OSError as exc:
                 raise CommandError(f"cannot read {args.input}: {exc.strerror}") from exc
+        # A new target that a failed load made is not left behind, empty.
+        stack.enter_context(undone_on_failure(_target_path(args.target)))
         store = _open_target(args.target)
         display = stack.enter_context(_progress(args, "loading", "loaded"))
         try:
             result = load(stream, into=store, progress=display)
         except InvalidArchive as exc:
-            raise _naming(exc, args.input or "stdin") from exc
+            raise _naming(exc, args.input or "stdin (no -i FILE given)") from exc
     for line in result.messages():
         print(line)
     return EXIT_OK
@@ -609,8 +617,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stdout.flush()
         return status
     except _Terminated:
+        _error("terminated")
         return EXIT_TERMINATED
     except KeyboardInterrupt:
+        _error("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:
         if _broken_pipe(exc):

@@ -44,6 +44,7 @@ __all__ = [
     "hold_staging_directory",
     "lock_directory",
     "remove_leftovers",
+    "undone_on_failure",
 ]
 
 STAGING_PREFIX = ".tarexport-staging-"
@@ -240,3 +241,57 @@ def _remove_if_dead(path: str) -> bool:
         return not os.path.lexists(path)
     finally:
         os.close(fd)
+
+
+# -- a target a failed load created ----------------------------------------------------------
+
+_LAYOUT_FILES = ("index.json", "oci-layout")
+
+
+@contextlib.contextmanager
+def undone_on_failure(path: str) -> Iterator[None]:
+    """If the block fails, remove the OCI layout it made at ``path``, while it is empty.
+
+    A layout that was there before is never touched (a failed load leaves it as it was);
+    one the block created, that still lists no image and holds no blob, is removed with
+    the directory itself when that did not exist either.
+    """
+    path = os.path.abspath(path)
+    existed = os.path.lexists(path)
+    was_layout = os.path.lexists(os.path.join(path, "oci-layout"))
+    try:
+        yield
+    except BaseException:
+        if not was_layout:
+            with contextlib.suppress(OSError):
+                _remove_empty_layout(path, remove_directory=not existed)
+        raise
+
+
+def _remove_empty_layout(path: str, *, remove_directory: bool) -> None:
+    if not os.path.isdir(path) or os.path.islink(path):
+        return
+    with lock_directory(path):
+        if set(os.listdir(path)) - {*_LAYOUT_FILES, "blobs"}:
+            return  # something else is in it (another load's staging): not ours alone
+        blobs = os.path.join(path, "blobs")
+        if os.path.isdir(blobs) and any(
+            os.listdir(os.path.join(blobs, name)) if os.path.isdir(os.path.join(blobs, name))
+            else True
+            for name in os.listdir(blobs)
+        ):
+            return
+        index = os.path.join(path, "index.json")
+        if os.path.exists(index):
+            with open(index, "rb") as f:
+                if b'"manifests":[]' not in f.read(4096).replace(b" ", b""):
+                    return  # an image was registered meanwhile
+        for name in _LAYOUT_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(path, name))
+        if os.path.isdir(blobs):
+            for name in os.listdir(blobs):
+                os.rmdir(os.path.join(blobs, name))
+            os.rmdir(blobs)
+    if remove_directory:
+        os.rmdir(path)

@@ -307,7 +307,24 @@ def read_archive(source: ArchiveSource) -> ArchiveContents:
         entries = parse_manifest(source.read_small(member, MANIFEST))
         images = [_manifest_image(source, entry, n) for n, entry in enumerate(entries)]
         return ArchiveContents(tuple(_link_parents(images)), legacy=False)
+    if REPOSITORIES not in index and not _has_v1_layer(index):
+        raise InvalidArchive(FILE_SYSTEM_TAR)
     return ArchiveContents(tuple(_legacy_images(source)), legacy=True)
+
+
+FILE_SYSTEM_TAR = (
+    f"not an image archive: no {MANIFEST}, no index.json; this looks like a file-system "
+    "tar; `docker import` it, or `tarexport build --layer-tar`"
+)
+
+
+def _has_v1_layer(index: MemberIndex) -> bool:
+    """Whether any top-level directory holds the ``json`` and ``layer.tar`` of a v1 image."""
+    paths = {m.path for m in index.members()}
+    return any(
+        path.endswith("/json") and path.count("/") == 1 and path[:-4] + "layer.tar" in paths
+        for path in paths
+    )
 
 
 def _decode_image(config: bytes, what: str) -> Image:
