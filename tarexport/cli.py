@@ -319,9 +319,19 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 def _cmd_images(args: argparse.Namespace) -> int:
     store = _open_source(args.source)
+    # What is broken is listed (on stderr, status 1) and the rest still is, as ls does.
+    problems = [
+        f"{entry.name or entry.digest or f'index entry {entry.position}'}: {entry.reason}"
+        for entry in store.broken()
+    ] if isinstance(store, OCILayoutStore) else []
     listed = []
     for image_id in store.search(""):
-        image = Image.from_bytes(store.get_config(image_id))
+        try:
+            image = Image.from_bytes(store.get_config(image_id))
+        except TarexportError as exc:
+            if not isinstance(store, OCILayoutStore):  # else broken() has it already
+                problems.append(f"image {image_id}: {exc}")
+            continue
         listed.append((image_id, image))
     # Newest first, as `docker images` lists them.
     listed.sort(key=lambda pair: (_created_key(pair[1]), pair[0].hex), reverse=True)
@@ -334,7 +344,10 @@ def _cmd_images(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    return EXIT_OK
+    sys.stdout.flush()
+    for problem in problems:
+        _error(f"broken: {problem}")
+    return EXIT_ERROR if problems else EXIT_OK
 
 
 def _names_of(references: Sequence[Named]) -> list[tuple[str, str]]:

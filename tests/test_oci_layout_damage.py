@@ -171,3 +171,61 @@ def test_library_reads_refuse_a_fifo(tmp_path: Path) -> None:
     fresh = OCILayoutStore(store.path)
     with pytest.raises(StoreError, match=r"FIFO|bytes"):
         Saver(fresh, fresh, fresh).plan(["app:1"])
+
+
+# -- entries that give no image: listed with their reason, the rest still listed --------------
+
+
+NAME = "io.containerd.image.name"
+
+
+def broken_layout(root: Path) -> tuple[OCILayoutStore, Dict[str, str]]:
+    """A layout with one good image and one entry broken in each way; returns the reasons."""
+    from craft import config_bytes, layer_tar, sha256
+    from test_oci_layout import HandLayout
+
+    hand = HandLayout(root)
+    good_layer = layer_tar({"good": b"good\n"})
+    good = hand.image(config_bytes([sha256(good_layer)]), [good_layer])
+    hand.add(good, **{NAME: "docker.io/library/good:1"})
+    hand.add(dict(good, size=-1), **{NAME: "docker.io/library/negative:1"})
+    hand.add(dict(good, digest="sha256:../../etc/passwd"), **{NAME: "docker.io/library/path:1"})
+    hand.add(dict(good, digest="sha512:" + "ab" * 64), **{NAME: "docker.io/library/sha512:1"})
+    bad_layer = layer_tar({"bad": b"bad\n"})
+    bad_config = config_bytes([sha256(bad_layer)])
+    bad = hand.image(bad_config, [bad_layer])
+    hand.add(bad, **{NAME: "docker.io/library/badconfig:1"})
+    config_path = root / "blobs" / "sha256" / sha256(bad_config).split(":")[1]
+    flip_a_bit(config_path)
+    reasons = {
+        "docker.io/library/negative:1": "no valid size",
+        "docker.io/library/path:1": "no valid digest",
+        "docker.io/library/sha512:1": "sha512",
+        "docker.io/library/badconfig:1": "digest",
+    }
+    return OCILayoutStore(root), reasons
+
+
+def test_broken_entries_are_listed_with_their_reason(tmp_path: Path) -> None:
+    store, reasons = broken_layout(tmp_path / "layout")
+    broken = store.broken()
+    assert [b.name for b in broken] == list(reasons)
+    assert [b.position for b in broken] == [1, 2, 3, 4]
+    for entry in broken:
+        assert reasons[entry.name or ""] in entry.reason, entry
+    assert broken[1].digest == "sha256:../../etc/passwd"
+
+
+def test_images_lists_the_rest_and_says_what_is_broken(tmp_path: Path) -> None:
+    store, reasons = broken_layout(tmp_path / "layout")
+    proc = run_cli("images", "--from", f"oci:{store.path}")
+    assert proc.returncode == 1
+    rows = proc.stdout.splitlines()
+    assert rows[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert [row.split()[:2] for row in rows[1:]] == [["good", "1"]]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == len(reasons), proc.stderr
+    for line, (name, reason) in zip(lines, reasons.items()):
+        assert line.startswith(f"tarexport: broken: {name}: "), line
+        assert reason in line
+    assert "internal error" not in proc.stderr

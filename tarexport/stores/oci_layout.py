@@ -80,6 +80,7 @@ __all__ = [
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_PARENT",
     "ANNOTATION_REF_NAME",
+    "BrokenEntry",
     "LayoutBlob",
     "OCILayoutStore",
     "Platform",
@@ -264,6 +265,37 @@ def _reference_of(annotations: Mapping[str, str]) -> Optional[Named]:
             continue
         return tag_name_only(named)
     return None
+
+
+@attrs.frozen
+class BrokenEntry:
+    """An ``index.json`` entry that gives no usable image (see :meth:`OCILayoutStore.broken`).
+
+    ``position`` is its index in ``manifests``; ``name`` the image name its annotations give
+    (the full reference, else a whole ``ref.name``), ``digest`` its ``digest`` as written,
+    either ``None`` when absent; ``reason`` says what is wrong.
+    """
+
+    position: int
+    name: Optional[str]
+    digest: Optional[str]
+    reason: str
+
+
+def _raw_name_and_digest(value: Any) -> tuple[Optional[str], Optional[str]]:
+    """What a descriptor, however malformed, says it names and points at."""
+    if not isinstance(value, dict):
+        return None, None
+    annotations = value.get("annotations")
+    name = None
+    if isinstance(annotations, dict):
+        for key in (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME):
+            text = annotations.get(key)
+            if isinstance(text, str) and text:
+                name = text
+                break
+    digest = value.get("digest")
+    return name, digest if isinstance(digest, str) else None
 
 
 _UNREADABLE = _Descriptor("", Digest("sha256", "0" * 64), 0)
@@ -849,6 +881,47 @@ class OCILayoutStore:
             for ref, entry in self._snapshot().references.items()
             if entry.image is not None and entry.image.config == image_id
         ]
+
+    # -- what is broken -------------------------------------------------------------------
+
+    def broken(self) -> list[BrokenEntry]:
+        """Every ``index.json`` entry that gives no usable image, with why, in index order.
+
+        A malformed descriptor (a negative size, a digest that is no digest), a manifest that
+        is missing, unreadable or not the digest it is named by, a config that is missing,
+        corrupt or not an image config: the image is left out of :meth:`search`, or fails
+        when used, and is listed here instead of vanishing.
+        """
+        snapshot = self._snapshot()
+        raw = snapshot.raw.get("manifests") if isinstance(snapshot.raw, dict) else None
+        raw_entries = raw if isinstance(raw, list) else []
+        configs: dict[Digest, Optional[str]] = {}
+        found = []
+        for n, entry in enumerate(snapshot.entries):
+            value = raw_entries[n] if n < len(raw_entries) else None
+            reason: Optional[str] = None
+            if entry.error is not None:
+                reason = str(entry.error)
+            elif entry.image is not None:
+                config = entry.image.config
+                if config not in configs:
+                    configs[config] = self._config_problem(entry.image)
+                reason = configs[config]
+            if reason is not None:
+                found.append(BrokenEntry(n, *_raw_name_and_digest(value), reason))
+        return found
+
+    def _config_problem(self, image: _Image) -> Optional[str]:
+        try:
+            config = Image.from_bytes(self.get_config(image.config))
+        except (StoreError, InvalidImageConfig) as exc:
+            return str(exc)
+        if len(config.diff_ids) != len(image.layers):
+            return (
+                f"image {image.config}: its config lists {len(config.diff_ids)} layers, "
+                f"its manifest {image.manifest.digest} {len(image.layers)}"
+            )
+        return None
 
     # -- writing ------------------------------------------------------------------------
 
