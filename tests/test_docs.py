@@ -280,3 +280,33 @@ def test_the_main_jobs_outputs_are_ignored_by_git() -> None:
     for output in ("hello.tar",):
         proc = subprocess.run([git, "check-ignore", "-q", output], cwd=REPO, check=False)
         assert proc.returncode == 0, f"{output} is not ignored by git"
+
+
+USER_CODE = """\
+from tarexport import MemoryStore, Saver, profiles
+
+store = MemoryStore()
+saver = Saver(store, store, store, profile=profiles.parse("docker-20.10,owner_name=root"))
+
+
+def archive_size(names: list[str]) -> int:
+    return saver.plan(names).total_size
+"""
+
+
+def test_the_editable_install_type_checks_from_any_directory(tmp_path: Path) -> None:
+    # The README installs with `pip install -e`; a program elsewhere must see the types.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
+    where = subprocess.run(
+        [sys.executable, "-c", "import tarexport; print(tarexport.__file__)"], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )
+    if where.returncode != 0 or not where.stdout.startswith(str(REPO)):
+        pytest.skip("tarexport is not installed in editable mode from this checkout")
+    (tmp_path / "user.py").write_text(USER_CODE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"),
+         "user.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
