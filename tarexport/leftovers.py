@@ -115,13 +115,16 @@ def create_partial(directory: str, base: str) -> tuple[int, str]:
     Returns its descriptor (the lock lasts while it is open) and its path. Dead partial
     archives of the same ``base`` found there are removed first.
     """
-    remove_leftovers(find_leftovers(directory, base))
+    with contextlib.suppress(OSError):  # cleaning up is a courtesy, never a reason to fail
+        remove_leftovers(find_leftovers(directory, base))
     prefix = os.path.join(directory, f".{base}{PARTIAL_INFIX}{secrets.token_hex(8)}")
     creating = prefix + _CREATING_SUFFIX
     fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                  0o600)
     try:
-        _lock(fd)
+        # A file system without flock: the file then stays "in use" to every sweeper.
+        with contextlib.suppress(OSError):
+            _lock(fd)
         os.rename(creating, prefix + _PARTIAL_SUFFIX)
     except BaseException:
         os.close(fd)
