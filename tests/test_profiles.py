@@ -77,3 +77,11 @@ def test_the_command_refuses_a_bad_knob_as_a_usage_error(
 ) -> None:
     assert main(["save", "--profile", "docker-20.10,owner=root", "x", "-o", "-"]) == 2
     assert "unknown knob 'owner'" in capsys.readouterr().err
+
+
+def test_docs_list_every_knob() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    section = text[text.index("### Profiles and their knobs"):]
+    section = section[: section.index("\n## ")]
+    missing = [knob for knob in profiles.KNOBS if f"`{knob}`" not in section]
+    assert not missing, f"docs/cli.md does not describe the knobs {missing}"
