@@ -335,3 +335,15 @@ def test_o_a_directory_is_a_clean_error(tmp_path: Path) -> None:
     proc = save_to(out, tmp_path)
     one_error_line(proc, f"cannot write {out}: Is a directory")
     assert list(out.iterdir()) == []
+
+
+def test_a_fifo_as_an_archive_read_in_place_is_refused_not_waited_for(tmp_path: Path) -> None:
+    fifo = tmp_path / "archive.tar"
+    os.mkfifo(fifo)
+    for args in (["images", "--from", f"docker-archive:{fifo}"],
+                 ["save", "--from", f"docker-archive:{fifo}", TAG, "-o", "-"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tarexport", *args], capture_output=True, text=True,
+            env=env_for(tmp_path / "s"), timeout=20, stdin=subprocess.DEVNULL, check=False,
+        )
+        one_error_line(proc, f"{fifo} is a FIFO, not a regular file")

@@ -56,6 +56,7 @@ from ..gotime import GoTime
 from ..image import History, Image
 from ..reference import Named, parse_normalized_named, with_tag
 from ..tarread import BLOCK_SIZE, MemberIndex, TarMember, TarReader, looks_like_tar
+from ._files import open_regular
 from .protocols import FileRange
 from .tables import StoreTables
 
@@ -768,7 +769,7 @@ class _FileSource:
         return self._index
 
     def read_range(self, offset: int, length: int) -> bytes:
-        with open(self.path, "rb") as f:
+        with open_regular(self.path) as f:
             f.seek(offset)
             data = f.read(length)
         if len(data) != length:
@@ -831,7 +832,8 @@ class DockerArchiveStore(StoreTables[ArchiveLayer]):
         self.path = os.fspath(path)
         self.limits = limits
         try:
-            with open(self.path, "rb") as f:
+            # Read in place means seeked: a FIFO would hang here and could not be read anyway.
+            with open_regular(self.path) as f:
                 self._stat = self._identity(os.fstat(f.fileno()))
                 head = f.read(BLOCK_SIZE)
                 kind = layer_compression(head) if head else Compression.NONE
