@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
+from typing import Any, Dict
 
 import attrs
 import pytest
 from helpers import GOLDENS_DIR, assert_tar_equal
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tarexport import profiles
 from tarexport.cli import main
@@ -85,3 +89,42 @@ def test_docs_list_every_knob() -> None:
     section = section[: section.index("\n## ")]
     missing = [knob for knob in profiles.KNOBS if f"`{knob}`" not in section]
     assert not missing, f"docs/cli.md does not describe the knobs {missing}"
+
+
+def _knob_strategy(knob: str) -> st.SearchStrategy[Any]:
+    kind = typing.get_type_hints(profiles.Profile)[knob]
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is bool:
+        return st.booleans()
+    if kind is int:
+        return st.integers(-(10**12), 10**12)
+    if origin is typing.Union:
+        return st.none() | st.integers(0, 10**12)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin is tuple:
+        return st.lists(st.text("0123456789abcdef:sha", min_size=1, max_size=8),
+                        max_size=3).map(tuple)
+    return st.text(st.characters(blacklist_characters=",=", blacklist_categories=("Cs",)),
+                   max_size=8).map(str.strip)
+
+
+def _spelled(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return "+".join(value)
+    return str(value)
+
+
+@given(
+    base=st.sampled_from(profiles.ALL),
+    changes=st.dictionaries(st.sampled_from(profiles.KNOBS), st.none(), max_size=6).flatmap(
+        lambda d: st.fixed_dictionaries({k: _knob_strategy(k) for k in d})
+    ),
+)
+def test_any_spec_is_attrs_evolve(base: profiles.Profile, changes: Dict[str, Any]) -> None:
+    spec = ",".join([base.name, *(f"{k}={_spelled(v)}" for k, v in changes.items())])
+    assert profiles.parse(spec) == attrs.evolve(base, **changes)
