@@ -40,7 +40,11 @@ def leftovers_at(location: str) -> list[Leftover]:
 def _run(args: argparse.Namespace) -> int:
     from .cli import CommandError, default_store_path
 
-    locations: Sequence[str] = args.locations or [f"oci:{default_store_path()}"]
+    default = default_store_path()
+    # The default store, not created yet, has nothing left in it.
+    locations: Sequence[str] = args.locations or (
+        [f"oci:{default}"] if default.is_dir() else []
+    )
     found: list[Leftover] = []
     for location in locations:
         if location.startswith("oci:") and not location[4:]:

@@ -198,3 +198,14 @@ def test_only_our_own_names_count(tmp_path: Path) -> None:
     assert remove_leftovers([found]) == [found]
     assert not os.path.exists(path)
     assert len(list(tmp_path.iterdir())) == 5
+
+
+def test_prune_without_a_default_store_has_nothing_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAREXPORT_STORE", str(tmp_path / "not-yet"))
+    assert main(["prune"]) == 0
+    assert capsys.readouterr().out == "Total reclaimed space: 0 B\n"
+    assert not (tmp_path / "not-yet").exists()
+    assert main(["prune", f"oci:{tmp_path / 'missing'}"]) == 1
+    assert "no such directory" in capsys.readouterr().err
