@@ -112,7 +112,8 @@ def test_our_save_loads_into_every_daemon(
             continue
         info = daemon.inspect(str(planned.id))
         assert info["Id"] == str(planned.id)
-        assert sorted(info["RepoTags"]) == tags
+        # Only this test's names: the same image may carry others' tags on a shared daemon.
+        assert sorted(t for t in info["RepoTags"] if daemon.token in t) == tags
         assert info["RootFS"]["Layers"] == diff_ids
         parent = store.get_parent(planned.id)
         keeps_parent = profile.layout != "containerd" and parent in {p.id for p in plan.images}
