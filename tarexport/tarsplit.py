@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Callable, Optional, Union
 import attrs
 
 from .errors import InvalidArchive, LayerIntegrityError, StoreError
-from .tarread import BLOCK_SIZE, parse_header
+from .tarread import BLOCK_SIZE, looks_like_tar
 
 __all__ = [
     "CRC64",
@@ -264,6 +264,27 @@ def _pax_records(data: bytes) -> dict[bytes, bytes]:
     return records
 
 
+def _header_fields(block: bytes, pos: int) -> tuple[bytes, int]:
+    """The typeflag and size field of a header block, read as leniently as Go's reader does.
+
+    Only the checksum and the size field must be valid: the magic, names and modes are not
+    looked at, so no layer the daemon could read is refused here.
+    """
+    if not looks_like_tar(block):
+        raise InvalidArchive(f"no valid tar header at {pos}")
+    field = block[124:136]
+    if field[0] & 0x80:  # base-256; a negative size is no size
+        if field[0] & 0x40:
+            raise InvalidArchive(f"negative size in the header at {pos}")
+        size = int.from_bytes(bytes([field[0] & 0x3F]) + field[1:], "big")
+    else:
+        digits = field.strip(b" \x00")
+        if digits.translate(None, b"01234567"):
+            raise InvalidArchive(f"invalid size field {field!r} in the header at {pos}")
+        size = int(digits, 8) if digits else 0
+    return block[156:157], size
+
+
 def _member_header(segment: bytes, skip: int, entry: Entry, what: str) -> tuple[bytes, int]:
     """The typeflag and data size the headers in ``segment`` declare for ``entry``.
 
@@ -275,14 +296,13 @@ def _member_header(segment: bytes, skip: int, entry: Entry, what: str) -> tuple[
     pax: dict[bytes, bytes] = {}
     try:
         while True:
-            header = parse_header(segment[pos : pos + BLOCK_SIZE], pos)
+            flag, size = _header_fields(segment[pos : pos + BLOCK_SIZE], pos)
             pos += BLOCK_SIZE
-            flag = header.typeflag
             if flag in _EXTENSIONS or flag == b"g":
-                data = segment[pos : pos + header.size]
-                if len(data) != header.size:
+                data = segment[pos : pos + size]
+                if len(data) != size:
                     raise InvalidArchive(f"extension header at {pos} is cut short")
-                pos += header.size + _padding(header.size)
+                pos += size + _padding(size)
                 if flag == b"x":
                     pax = _pax_records(data)
                 if flag != b"g":
@@ -291,8 +311,8 @@ def _member_header(segment: bytes, skip: int, entry: Entry, what: str) -> tuple[
                 raise InvalidArchive(f"{len(segment) - pos} stray bytes after the header")
             if any(key.startswith(b"GNU.sparse.") for key in pax):
                 raise InvalidArchive("a sparse file, which Docker cannot export either")
-            size = pax.get(b"size")
-            return flag, int(size) if size is not None and size.isdigit() else header.size
+            pax_size = pax.get(b"size")
+            return flag, int(pax_size) if pax_size is not None and pax_size.isdigit() else size
     except InvalidArchive as exc:
         raise StoreError(f"{what}: tar-split header of {entry.name!r}: {exc}") from None
 
