@@ -760,3 +760,25 @@ def test_layer_diff_id_must_match_the_config(tmp_path: Path) -> None:
     (crafted.layer_dir / "diff").write_text("sha256:" + "ef" * 32)
     with pytest.raises(StoreError, match="but its image says"):
         DockerRootStore(crafted.root)
+
+
+def test_file_symlinked_out_of_the_layer_fails_the_plan(tmp_path: Path) -> None:
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"hello\n")  # the same size as the file it replaces
+    crafted = craft_root(tmp_path, gnu_layer(FILES, LINKS))
+    (crafted.content / "etc" / "hello").unlink()
+    (crafted.content / "etc" / "hello").symlink_to(outside)
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    with pytest.raises(StoreError, match="resolves outside"):
+        layer.size  # noqa: B018
+
+
+def test_file_symlinked_inside_the_layer_is_read(tmp_path: Path) -> None:
+    tar = gnu_layer(FILES, LINKS)
+    crafted = craft_root(tmp_path, tar)
+    (crafted.content / "moved").write_bytes((crafted.content / "etc" / "hello").read_bytes())
+    (crafted.content / "etc" / "hello").unlink()
+    (crafted.content / "etc" / "hello").symlink_to("../moved")
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    with layer.open() as stream:
+        assert stream.read() == tar

@@ -23,7 +23,7 @@ import re
 import stat
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, Optional, Union
 
 from ..compression import VerifyingReader
@@ -111,7 +111,7 @@ class _RootLayer:
         """
         with self._lock:
             if self._size is None:
-                self._size = plan_stream(self.entries(), self._check_file, self._what)
+                self._size = plan_stream(self.entries(), self._file_checker(), self._what)
             return self._size
 
     @property
@@ -128,22 +128,46 @@ class _RootLayer:
             raise StoreError(f"tar-split name {name!r} resolves outside {self._content_root}")
         return real
 
-    def _check_file(self, name: bytes, entry: Entry) -> None:
-        real = self._resolve(name)
-        shown = os.fsdecode(os.path.join(os.fsencode(self._content_root), name))
-        try:
-            info = os.stat(real, follow_symlinks=False)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot open {shown} of layer {self._diff_id}: {exc.strerror or exc}"
-            ) from exc
-        if not stat.S_ISREG(info.st_mode):
-            raise StoreError(f"{shown} of layer {self._diff_id} is not a regular file")
-        if info.st_size != entry.size:
-            raise LayerIntegrityError(
-                f"{self._what}: file {entry.name!r} is {info.st_size} bytes on disk, "
-                f"{entry.size} in tar-split"
-            )
+    def _file_checker(self) -> Callable[[bytes, Entry], None]:
+        """Checks one file for the plan: resolved as :meth:`_resolve` does, each directory once.
+
+        The directories' real paths are kept for this plan only; writing resolves every file
+        afresh, so a directory swapped for a symlink since then is still caught.
+        """
+        root = os.fsencode(self._content_root)
+        real_root = os.path.realpath(root)
+        real_dirs: dict[bytes, bytes] = {b"": real_root}
+        inside = os.path.join(real_root, b"")
+
+        def check(name: bytes, entry: Entry) -> None:
+            parent, _, base = name.rpartition(b"/")
+            real_parent = real_dirs.get(parent)
+            if real_parent is None:
+                real_parent = real_dirs[parent] = os.path.realpath(os.path.join(root, parent))
+            real = os.path.join(real_parent, base)
+            shown = os.fsdecode(os.path.join(root, name))
+            try:
+                info = os.lstat(real)
+                if stat.S_ISLNK(info.st_mode):
+                    real = os.path.realpath(real)
+                    info = os.lstat(real)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot open {shown} of layer {self._diff_id}: {exc.strerror or exc}"
+                ) from exc
+            if not real.startswith(inside):  # both are real paths: a prefix says it all
+                raise StoreError(
+                    f"tar-split name {name!r} resolves outside {self._content_root}"
+                )
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(f"{shown} of layer {self._diff_id} is not a regular file")
+            if info.st_size != entry.size:
+                raise LayerIntegrityError(
+                    f"{self._what}: file {entry.name!r} is {info.st_size} bytes on disk, "
+                    f"{entry.size} in tar-split"
+                )
+
+        return check
 
     def _open_file(self, name: bytes) -> BinaryIO:
         root = os.fsencode(self._content_root)
