@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import attrs
 import pytest
 from helpers import GOLDENS_DIR, assert_tar_equal
-from peers import DockerScratch, PeerCommandError, run_command
+from peers import DockerScratch, PeerCommandError, missing_peer, run_command
 
 from tarexport import Saver, profiles
 from tarexport.errors import TarexportError
@@ -48,7 +48,7 @@ def graphdriver_root(daemon: DockerScratch) -> Path:
     if daemon.containerd:
         pytest.skip("the containerd image store keeps no graphdriver layout to read")
     if not daemon.data_root or not os.access(daemon.data_root, os.R_OK | os.X_OK):
-        pytest.skip(f"the data root of daemon {daemon.name} is not readable here")
+        missing_peer(f"the data root of daemon {daemon.name} is not readable here")
     return Path(daemon.data_root)
 
 
