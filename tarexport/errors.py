@@ -27,6 +27,7 @@ __all__ = [
     "PlatformNotFound",
     "ReferenceNotFound",
     "StoreError",
+    "StoreWriteError",
     "TarHeaderError",
     "TarexportError",
     "UnsafeArchive",
@@ -194,3 +195,21 @@ class UnsafeArchive(InvalidArchive):
 
 class ArchiveDigestMismatch(LayerDigestMismatch, InvalidArchive):
     """A blob of an archive being loaded does not hash to the digest that names it."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """Writing into a store failed: a full disk, a file or a directory in the way, ...
+
+    ``str()`` names the path; ``errno``, ``strerror`` and ``filename`` are the failure's own.
+    """
+
+    @classmethod
+    def of(cls, exc: OSError, path: str) -> StoreWriteError:
+        """The error for ``exc``, raised while writing at ``path`` (or the file it names)."""
+        where = exc.filename if exc.filename is not None else path
+        error = cls(f"cannot write {where}: {exc.strerror or exc}")
+        error.errno, error.strerror, error.filename = exc.errno, exc.strerror, where
+        return error
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # not OSError's "[Errno N] ..." form

@@ -470,7 +470,9 @@ class Loader:
 
     def _stage(self, stream: BinaryIO, staging: _Staging, tick: _Ticker) -> None:
         reader = TarReader(
-            _open_archive(stream, self.limits), max_extension_size=self.limits.extension_size
+            _open_archive(stream, self.limits),
+            max_extension_size=self.limits.extension_size,
+            max_members=self.limits.members,
         )
         index = staging.index
         while True:

@@ -42,6 +42,11 @@ ZERO_BLOCK = bytes(BLOCK_SIZE)
 
 # Extension headers (PAX records, GNU long names) are read into memory: bound them.
 MAX_EXTENSION_SIZE = 1 << 20
+# Real PAX headers carry a few records (times, ids, names, a file's xattrs); each record costs
+# a step of Python, so their number is bounded too, and the work per byte stays small.
+MAX_PAX_RECORDS = 1000
+# Go's archive/tar (and the file offsets of every system) hold sizes in a signed 64-bit int.
+MAX_TAR_OFFSET = (1 << 63) - 1
 # Linux gives up on a path after this many symlinks (ELOOP); so do we.
 MAX_SYMLINK_HOPS = 40
 
@@ -127,21 +132,29 @@ def _number(field: bytes, what: str, offset: int) -> int:
     digits = field.strip(b" \x00")
     if not digits:
         return 0
-    if not all(0x30 <= c <= 0x37 for c in digits):
+    if digits.translate(None, _OCTAL_DIGITS):
         raise InvalidArchive(f"tar header at offset {offset}: invalid {what} field {field!r}")
     return int(digits, 8)
+
+
+# Byte-wise work is done by bytes methods in C: a header costs the same few steps of Python
+# whatever its content, so a stream of headers is read at a bounded cost per byte.
+_OCTAL_DIGITS = b"01234567"
+_HIGH_BYTES = bytes(range(0x80, 0x100))
 
 
 def _checksum_ok(block: bytes) -> bool:
     """Whether the stored checksum matches the unsigned (or, as old tars had it, signed) sum."""
     digits = block[148:156].strip(b" \x00")
-    if not digits or not all(0x30 <= c <= 0x37 for c in digits):
+    if not digits or digits.translate(None, _OCTAL_DIGITS):
         return False
     stored = int(digits, 8)
     blanked = block[:148] + b" " * 8 + block[156:]
     unsigned = sum(blanked)
-    signed = unsigned - 256 * sum(1 for c in blanked if c & 0x80)
-    return stored in (unsigned, signed)
+    if stored == unsigned:
+        return True
+    high = len(blanked) - len(blanked.translate(None, _HIGH_BYTES))
+    return stored == unsigned - 256 * high
 
 
 def looks_like_tar(block: bytes) -> bool:
@@ -185,18 +198,23 @@ def parse_header(block: bytes, offset: int = 0) -> RawHeader:
     )
 
 
-def parse_pax_records(data: bytes, offset: int = 0) -> dict[str, str]:
+def parse_pax_records(
+    data: bytes, offset: int = 0, *, max_records: int = MAX_PAX_RECORDS
+) -> dict[str, str]:
     """Decode PAX extended header records (``"<len> <key>=<value>\\n"`` each).
 
     Every record is checked: its length, the separator, a non-empty key, a final newline, and
-    no NUL in a path. A key given twice is refused (readers disagree on which one wins).
+    no NUL in a path. A key given twice is refused (readers disagree on which one wins), and
+    so is a header of more than ``max_records`` records. The work is linear in ``data``.
     """
     records: dict[str, str] = {}
     pos = 0
     where = f"PAX header at offset {offset}"
     while pos < len(data):
-        if not data[pos:].strip(b"\x00"):
+        if data[pos] == 0 and data.count(0, pos) == len(data) - pos:
             break  # NUL padding some writers leave after the last record
+        if len(records) >= max_records:
+            raise UnsafeArchive(f"{where}: more than {max_records} records")
         space = data.find(b" ", pos, pos + 20)
         length_text = data[pos:space] if space > 0 else b""
         if not length_text.isdigit() or length_text.startswith(b"0"):
@@ -298,7 +316,8 @@ class TarReader:
     ``source`` is any readable binary stream. When ``seekable`` is true, unread bodies are
     skipped with ``seek`` (a zero-copy index of a file); otherwise they are read and dropped.
     The archive must end with its two zero blocks: a stream that stops before them is
-    truncated, not complete.
+    truncated, not complete. ``max_members`` bounds the members and PAX global headers read
+    (each costs work, and a global header belongs to no member a caller could count).
     """
 
     def __init__(
@@ -307,10 +326,13 @@ class TarReader:
         *,
         seekable: bool = False,
         max_extension_size: int = MAX_EXTENSION_SIZE,
+        max_members: Optional[int] = None,
     ) -> None:
         self._source = source
         self._seekable = seekable
         self._max_extension = max_extension_size
+        self._max_members = max_members
+        self._entries = 0  # members and global headers
         self.offset = 0  # bytes of the tar stream consumed so far
         self._body_left = 0  # unread body bytes of the current member
         self._pad_left = 0
@@ -430,6 +452,8 @@ class TarReader:
                 return None
             header = parse_header(block, block_offset)
             flag = header.typeflag
+            if flag not in (_PAX_LOCAL, _GNU_LONGNAME, _GNU_LONGLINK):
+                self._count_entry(block_offset)
             if flag == _PAX_LOCAL:
                 if pax is not None:
                     raise UnsafeArchive(f"two PAX headers for one member at offset {start}")
@@ -460,6 +484,13 @@ class TarReader:
                     long_link = value
                 continue
             return self._member(header, pax or {}, long_name, long_link, start, block_offset)
+
+    def _count_entry(self, offset: int) -> None:
+        if self._max_members is not None and self._entries >= self._max_members:
+            raise UnsafeArchive(
+                f"archive has more than {self._max_members} members (at offset {offset})"
+            )
+        self._entries += 1
 
     def _read_block(self, first: bool) -> Optional[bytes]:
         """One header block; ``None`` at a proper end-of-archive marker (two zero blocks)."""
@@ -509,6 +540,8 @@ class TarReader:
         size = _pax_int(pax, "size", where)
         if size is None:
             size = header.size
+        if size + self.offset + BLOCK_SIZE > MAX_TAR_OFFSET:
+            raise InvalidArchive(f"{where} ({name!r}): size {size} is beyond what a tar can hold")
         if kind in _HEADER_ONLY and size:
             raise UnsafeArchive(f"{where} ({name!r}): a {kind.value} with {size} bytes of data")
         mtime = _pax_time(pax, "mtime", where)
@@ -580,6 +613,7 @@ class MemberIndex:
         self._members: dict[str, TarMember] = {}
         self._order: list[str] = []
         self._max = max_members
+        self._added = 0  # every member, a directory repeated included: each one costs work
 
     def __len__(self) -> int:
         return len(self._members)
@@ -598,13 +632,14 @@ class MemberIndex:
         kind = member.type
         if kind in (MemberType.CHAR_DEVICE, MemberType.BLOCK_DEVICE, MemberType.FIFO):
             raise UnsafeArchive(f"archive member {member.name!r} is a {kind.value}")
+        if self._max is not None and self._added >= self._max:
+            raise UnsafeArchive(f"archive has more than {self._max} members")
+        self._added += 1
         previous = self._members.get(member.path)
         if previous is not None:
             if previous.type is MemberType.DIRECTORY and kind is MemberType.DIRECTORY:
                 return
             raise UnsafeArchive(f"archive member {member.path!r} appears more than once")
-        if self._max is not None and len(self._members) >= self._max:
-            raise UnsafeArchive(f"archive has more than {self._max} members")
         if kind is MemberType.SYMLINK:
             if not member.linkname:
                 raise InvalidArchive(f"symlink {member.path!r} has an empty target")

@@ -7,8 +7,9 @@ bytes of the original tar (headers, padding, the end-of-archive blocks); a *file
 directory, with a CRC-64 (ISO polynomial) of that content. Writing the segments and the file
 contents in order gives back the original tar byte for byte.
 
-This module is pure: it decodes lines, computes sizes and checksums, and reassembles a stream
-given a callback that opens a file's content by its cleaned, relative name.
+This module is pure: it decodes lines, computes sizes and checksums, plans a stream (every
+name, header and file checked through a callback, before a byte is produced) and reassembles
+it given a callback that opens a file's content by its cleaned, relative name.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, BinaryIO, Callable, Optional, Union
 
 import attrs
 
-from .errors import LayerIntegrityError, StoreError
+from .errors import InvalidArchive, LayerIntegrityError, StoreError
+from .tarread import BLOCK_SIZE, looks_like_tar
 
 __all__ = [
     "CRC64",
@@ -33,6 +35,8 @@ __all__ = [
     "clean_name",
     "crc64_iso",
     "decode_entries",
+    "go_clean",
+    "plan_stream",
     "stream_size",
 ]
 
@@ -201,16 +205,162 @@ def clean_name(name: bytes) -> bytes:
     """A member name as a relative path inside the layer root, or ``StoreError``.
 
     Leading slashes and ``.`` components go (the name is joined under the root, as Docker
-    does); a ``..`` component, a NUL byte, or a name with nothing left is refused.
+    does); ``b""`` is the root itself (``./``, what ``tar -C DIR -cf - .`` writes first). A
+    ``..`` component or a NUL byte is refused.
     """
     if b"\x00" in name:
         raise StoreError(f"tar-split name {name!r} contains a NUL byte")
     parts = [p for p in name.split(b"/") if p not in (b"", b".")]
     if b".." in parts:
         raise StoreError(f"tar-split name {name!r} escapes the layer directory")
-    if not parts:
-        raise StoreError(f"tar-split name {name!r} names no file")
     return b"/".join(parts)
+
+
+def go_clean(name: bytes) -> bytes:
+    """Go's ``filepath.Clean``: the key under which tar-split refuses duplicate names."""
+    rooted = name.startswith(b"/")
+    parts: list[bytes] = []
+    for part in name.split(b"/"):
+        if part in (b"", b"."):
+            continue
+        if part == b".." and parts and parts[-1] != b"..":
+            parts.pop()
+        elif part == b".." and rooted:
+            continue
+        else:
+            parts.append(part)
+    cleaned = b"/".join(parts)
+    if rooted:
+        return b"/" + cleaned
+    return cleaned or b"."
+
+
+# -- planning -----------------------------------------------------------------------------
+
+# Typeflags Go's reader hands out as members with data, and as members without.
+_REGULAR = frozenset({b"0", b"\x00", b"7"})
+_HEADER_ONLY = frozenset({b"1", b"2", b"3", b"4", b"5", b"6"})
+_EXTENSIONS = frozenset({b"x", b"L", b"K"})
+
+
+def _padding(size: int) -> int:
+    return -size % BLOCK_SIZE
+
+
+def _pax_records(data: bytes) -> dict[bytes, bytes]:
+    """PAX records as Go's reader takes them (a repeated key: the last wins), linearly."""
+    records: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos, pos + 20)
+        if space < 0 or not data[pos:space].isdigit():
+            raise InvalidArchive("malformed PAX record")
+        end = pos + int(data[pos:space])
+        key, eq, value = data[space + 1 : end - 1].partition(b"=")
+        if end > len(data) or end <= space or data[end - 1 : end] != b"\n" or not eq:
+            raise InvalidArchive("malformed PAX record")
+        records[key] = value
+        pos = end
+    return records
+
+
+def _header_fields(block: bytes, pos: int) -> tuple[bytes, int]:
+    """The typeflag and size field of a header block, read as leniently as Go's reader does.
+
+    Only the checksum and the size field must be valid: the magic, names and modes are not
+    looked at, so no layer the daemon could read is refused here.
+    """
+    if not looks_like_tar(block):
+        raise InvalidArchive(f"no valid tar header at {pos}")
+    field = block[124:136]
+    if field[0] & 0x80:  # base-256; a negative size is no size
+        if field[0] & 0x40:
+            raise InvalidArchive(f"negative size in the header at {pos}")
+        size = int.from_bytes(bytes([field[0] & 0x3F]) + field[1:], "big")
+    else:
+        digits = field.strip(b" \x00")
+        if digits.translate(None, b"01234567"):
+            raise InvalidArchive(f"invalid size field {field!r} in the header at {pos}")
+        size = int(digits, 8) if digits else 0
+    return block[156:157], size
+
+
+def _member_header(segment: bytes, skip: int, entry: Entry, what: str) -> tuple[bytes, int]:
+    """The typeflag and data size the headers in ``segment`` declare for ``entry``.
+
+    ``segment`` is every raw byte between the previous member's data and this member's data:
+    the previous member's padding (``skip`` bytes), extension headers, and the member's header
+    (plus, for a PAX global header, its records). Anything else there is a corrupt tar-split.
+    """
+    pos = skip
+    pax: dict[bytes, bytes] = {}
+    try:
+        while True:
+            flag, size = _header_fields(segment[pos : pos + BLOCK_SIZE], pos)
+            pos += BLOCK_SIZE
+            if flag in _EXTENSIONS or flag == b"g":
+                data = segment[pos : pos + size]
+                if len(data) != size:
+                    raise InvalidArchive(f"extension header at {pos} is cut short")
+                pos += size + _padding(size)
+                if flag == b"x":
+                    pax = _pax_records(data)
+                if flag != b"g":
+                    continue
+            if pos != len(segment):
+                raise InvalidArchive(f"{len(segment) - pos} stray bytes after the header")
+            if any(key.startswith(b"GNU.sparse.") for key in pax):
+                raise InvalidArchive("a sparse file, which Docker cannot export either")
+            pax_size = pax.get(b"size")
+            return flag, int(pax_size) if pax_size is not None and pax_size.isdigit() else size
+    except InvalidArchive as exc:
+        raise StoreError(f"{what}: tar-split header of {entry.name!r}: {exc}") from None
+
+
+def plan_stream(
+    entries: Iterable[Entry], check_file: Callable[[bytes, Entry], None], what: str
+) -> int:
+    """Check every entry of a tar-split stream, before any of it is written; its length.
+
+    Names are cleaned and refused as :func:`clean_name` and the reassembly refuse them,
+    duplicates (as tar-split's unpacker compares them) are refused, each member's headers are
+    decoded from the raw segments and must declare the size tar-split recorded (a sparse file
+    or a hardlink with data, which Docker cannot export either, fails here), and
+    ``check_file(cleaned_name, entry)`` is called for every entry with content.
+    """
+    total = 0
+    seen: set[bytes] = set()
+    segment = bytearray()
+    skip = 0  # the padding after the previous member's data, at the start of ``segment``
+    for entry in entries:
+        if entry.type == SEGMENT:
+            segment += entry.payload
+            total += len(entry.payload)
+            continue
+        total += entry.size
+        key = go_clean(entry.name)
+        if key in seen:
+            raise StoreError(f"{what}: duplicate tar-split name {entry.name!r}")
+        seen.add(key)
+        name = clean_name(entry.name)
+        flag, declared = _member_header(bytes(segment), skip, entry, what)
+        if flag in _HEADER_ONLY and entry.size:
+            raise StoreError(
+                f"{what}: {entry.name!r} has {entry.size} bytes of data but is not a regular "
+                "file; Docker cannot export it either"
+            )
+        if flag in _REGULAR and declared != entry.size:
+            raise StoreError(
+                f"{what}: {entry.name!r} has {declared} bytes in its tar header but "
+                f"{entry.size} in tar-split"
+            )
+        if entry.size:
+            if not name:
+                raise StoreError(f"{what}: tar-split name {entry.name!r} names no file")
+            check_file(name, entry)
+        segment.clear()
+        skip = _padding(entry.size)
+    return total
 
 
 # -- reassembly ---------------------------------------------------------------------------
@@ -272,11 +422,14 @@ class ReassemblingReader(io.RawIOBase):
             self._pending = memoryview(entry.payload)
             return True
         name = clean_name(entry.name)
-        # Duplicate names cannot be told apart on disk; tar-split refuses them too.
-        if name in self._seen:
+        # tar-split's unpacker refuses a name seen before (as filepath.Clean spells it).
+        key = go_clean(entry.name)
+        if key in self._seen:
             raise StoreError(f"{self._what}: duplicate tar-split name {entry.name!r}")
-        self._seen.add(name)
+        self._seen.add(key)
         if entry.size:
+            if not name:
+                raise StoreError(f"{self._what}: tar-split name {entry.name!r} names no file")
             self._file = self._open_file(name)
             self._entry = entry
             self._left = entry.size

@@ -15,6 +15,9 @@ import hashlib
 import io
 import json
 import os
+import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -46,6 +49,7 @@ from tarexport.tarsplit import (
     clean_name,
     crc64_iso,
     decode_entries,
+    go_clean,
     stream_size,
 )
 
@@ -237,20 +241,25 @@ def test_crafted_layer_reassembles_exactly(tmp_path: Path) -> None:
         assert stream.read() == tar
 
 
-def test_size_needs_no_file_content(tmp_path: Path) -> None:
-    tar = gnu_layer(FILES, LINKS)
-    crafted = craft_root(tmp_path, tar)
-    (crafted.content / "bin" / "tool.suid").unlink()
-    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
-    assert layer.size == len(tar)
-    with pytest.raises(StoreError, match=r"tool\.suid"), layer.open() as stream:
-        stream.read()
-
-
 def flip_one_bit(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
+
+
+def test_size_reads_no_file_content(tmp_path: Path) -> None:
+    tar = gnu_layer(FILES, LINKS)
+    crafted = craft_root(tmp_path, tar)
+    flip_one_bit(crafted.content / "bin" / "tool.suid")  # looked up, never read
+    assert DockerRootStore(crafted.root).get_layer(crafted.chain).size == len(tar)
+
+
+def test_missing_file_fails_the_plan(tmp_path: Path) -> None:
+    crafted = craft_root(tmp_path, gnu_layer(FILES, LINKS))
+    (crafted.content / "bin" / "tool.suid").unlink()
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    with pytest.raises(StoreError, match=r"tool\.suid.*No such file"):
+        layer.size  # noqa: B018 - planning is what is tested
 
 
 def test_tampered_file_fails_its_crc(tmp_path: Path) -> None:
@@ -270,12 +279,25 @@ def test_tampered_file_fails_the_diff_id_without_crc(tmp_path: Path) -> None:
         stream.read()
 
 
-def test_file_of_another_size_is_refused(tmp_path: Path) -> None:
+def test_file_of_another_size_fails_the_plan(tmp_path: Path) -> None:
     crafted = craft_root(tmp_path, gnu_layer(FILES, LINKS))
     with open(crafted.content / "etc" / "hello", "ab") as f:
         f.write(b"more")
     layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
-    with pytest.raises(LayerIntegrityError, match="longer"), layer.open() as stream:
+    with pytest.raises(LayerIntegrityError, match=r"'etc/hello' is 10 bytes on disk, 6 in"):
+        layer.size  # noqa: B018
+
+
+@pytest.mark.parametrize(("change", "message"), [(b"more", "longer"), (b"", "shorter")])
+def test_file_changed_after_the_plan_fails_the_read(
+    tmp_path: Path, change: bytes, message: str
+) -> None:
+    crafted = craft_root(tmp_path, gnu_layer(FILES, LINKS))
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    assert layer.size
+    path = crafted.content / "etc" / "hello"
+    path.write_bytes(b"hello\n" + change if change else b"he")
+    with pytest.raises(LayerIntegrityError, match=message), layer.open() as stream:
         stream.read()
 
 
@@ -315,7 +337,21 @@ def test_clean_name(name: bytes, cleaned: bytes) -> None:
     assert clean_name(name) == cleaned
 
 
-@pytest.mark.parametrize("name", [b"../x", b"a/../../x", b"a/..", b"", b"./", b"a\x00b"])
+@pytest.mark.parametrize("name", [b"./", b"/", b".", b""])
+def test_clean_name_of_the_root_is_empty(name: bytes) -> None:
+    assert clean_name(name) == b""
+
+
+@pytest.mark.parametrize(
+    ("name", "cleaned"),
+    [(b"./", b"."), (b"/", b"/"), (b"./a/../b/", b"b"), (b"/../a", b"/a"), (b"../a", b"../a"),
+     (b"a//b/.", b"a/b"), (b"", b".")],
+)
+def test_go_clean(name: bytes, cleaned: bytes) -> None:
+    assert go_clean(name) == cleaned
+
+
+@pytest.mark.parametrize("name", [b"../x", b"a/../../x", b"a/..", b"a\x00b"])
 def test_clean_name_refuses(name: bytes) -> None:
     with pytest.raises(StoreError):
         clean_name(name)
@@ -370,6 +406,212 @@ def test_decode_entries_refuses(line: bytes) -> None:
 
 def test_duplicate_names_are_refused() -> None:
     entries = [Entry(FILE, 0, b"a"), Entry(FILE, 1, b"./a")]
+    with pytest.raises(StoreError, match="duplicate"):
+        ReassemblingReader(entries, lambda name: io.BytesIO()).read()
+
+
+# -- what `tar -C DIR -cf - .` makes, and errors before the first byte ---------------------
+
+
+def dot_layer() -> Tuple[bytes, List[Dict[str, Any]]]:
+    """A layer as ``tar -C DIR -cf - .`` writes it: ``./`` first, every name under ``./``.
+
+    Also a hardlink, a PAX long name with xattrs, a file of zeros (sparse on disk once
+    extracted) and a whiteout. The tar-split lines carry the names as Go's reader reports them
+    (``./``, ``./sub/``), which Python's ``tarfile`` strips of their slash.
+    """
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, data, link in [
+            ("./", tarfile.DIRTYPE, b"", ""),
+            ("./sub/", tarfile.DIRTYPE, b"", ""),
+            ("./sub/h", tarfile.REGTYPE, b"hi\n", ""),
+            ("./a", tarfile.LNKTYPE, b"", "./sub/h"),
+            ("./" + "p" * 150 + "/x", tarfile.REGTYPE, b"pax\n", ""),
+            ("./zeros", tarfile.REGTYPE, bytes(100_000), ""),
+            ("./sub/.wh.gone", tarfile.REGTYPE, b"", ""),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = link
+            info.size = len(data)
+            info.mtime = 1_700_000_000
+            if "ppp" in name:
+                info.pax_headers = {"SCHILY.xattr.user.k": "v", "mtime": "1700000000.5"}
+            t.addfile(info, io.BytesIO(data) if data else None)
+    tar = out.getvalue()
+    lines = tar_split_lines(tar)
+    for line in lines:
+        if line.get("name") == ".":
+            line["name"] = "./"
+        elif line.get("name") == "./sub":
+            line["name"] = "./sub/"
+    return tar, lines
+
+
+def test_dot_entries_reassemble_exactly(tmp_path: Path) -> None:
+    tar, lines = dot_layer()
+    crafted = craft_root(tmp_path, tar, lines=lines)
+    (crafted.content / "sub" / ".wh.gone").unlink()  # the applied layer holds no whiteout
+    layer = DockerRootStore(crafted.root, verify_files=True).get_layer(crafted.chain)
+    assert layer.size == len(tar)
+    with layer.open() as stream:
+        assert stream.read() == tar
+
+
+def cli_save(root: Path, *names: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "tarexport", "save", "--from", f"docker-root:{root}", *names],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_cli_saves_dot_entries(tmp_path: Path) -> None:
+    tar, lines = dot_layer()
+    crafted = craft_root(tmp_path, tar, lines=lines, tags={"dot:1": ""})
+    done = cli_save(crafted.root, "dot:1")
+    assert done.stderr == b"" and done.returncode == 0
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as t:
+        member = t.extractfile(f"blobs/sha256/{hashlib.sha256(tar).hexdigest()}")
+        assert member is not None and member.read() == tar
+
+
+def _missing_tar_split(c: CraftedRoot) -> None:
+    (c.layer_dir / "tar-split.json.gz").unlink()
+
+
+def _garbage_tar_split(c: CraftedRoot) -> None:
+    (c.layer_dir / "tar-split.json.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(200)))
+
+
+def _truncated_tar_split(c: CraftedRoot) -> None:
+    path = c.layer_dir / "tar-split.json.gz"
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _bad_line(c: CraftedRoot) -> None:
+    path = c.layer_dir / "tar-split.json.gz"
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    with gzip.open(path, "wb") as f:
+        f.write(data + b'{"type":1,"name":"x","size":-5}\n')
+
+
+def _segment_cut(c: CraftedRoot) -> None:
+    path = c.layer_dir / "tar-split.json.gz"
+    with gzip.open(path, "rb") as f:
+        lines = [json.loads(line) for line in f]
+    # The segment before "./zeros" (its PAX header and its header) loses its last block.
+    last = lines[[line.get("name") for line in lines].index("./zeros") - 1]
+    last["payload"] = base64.b64encode(base64.b64decode(last["payload"])[:-512]).decode()
+    with gzip.open(path, "wb") as f:
+        f.writelines(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def _file_grown(c: CraftedRoot) -> None:
+    with open(c.content / "sub" / "h", "ab") as f:
+        f.write(b"more")
+
+
+def _file_missing(c: CraftedRoot) -> None:
+    (c.content / "zeros").unlink()
+
+
+def _file_is_a_directory(c: CraftedRoot) -> None:
+    (c.content / "zeros").unlink()
+    (c.content / "zeros").mkdir()
+
+
+def _unsupported_driver(c: CraftedRoot) -> None:
+    (c.root / "image" / "vfs").rename(c.root / "image" / "devicemapper")
+
+
+PLAN_ERRORS = {
+    "missing tar-split": (_missing_tar_split, "cannot read tar-split .*No such file"),
+    "garbage tar-split": (_garbage_tar_split, "cannot read tar-split"),
+    "truncated tar-split": (_truncated_tar_split, "cannot read tar-split"),
+    "invalid line": (_bad_line, "size is not a non-negative integer"),
+    "cut header": (_segment_cut, "tar-split header of"),
+    "file grown": (_file_grown, r"'\./sub/h' is 7 bytes on disk, 3 in tar-split"),
+    "file missing": (_file_missing, "zeros of layer .*No such file"),
+    "not a file": (_file_is_a_directory, "zeros of layer .* is not a regular file"),
+    "unsupported driver": (_unsupported_driver, "storage driver 'devicemapper'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLAN_ERRORS))
+def test_cli_save_errors_before_the_first_byte(tmp_path: Path, case: str) -> None:
+    tar, lines = dot_layer()
+    crafted = craft_root(tmp_path, tar, lines=lines, tags={"dot:1": ""})
+    damage, message = PLAN_ERRORS[case]
+    damage(crafted)
+    done = cli_save(crafted.root, "dot:1")
+    assert done.returncode == 1
+    assert done.stdout == b""
+    error = done.stderr.decode()
+    assert error.count("\n") == 1 and error.startswith("tarexport: ")
+    assert re.search(message, error), error
+
+
+def test_file_changed_while_writing_ends_without_end_blocks(tmp_path: Path) -> None:
+    tar, lines = dot_layer()
+    crafted = craft_root(tmp_path, tar, lines=lines, tags={"dot:1": ""})
+    store = DockerRootStore(crafted.root)
+    plan = Saver(store, store, store, profile=DEBIAN_20_10).plan(["dot:1"])
+    (crafted.content / "zeros").write_bytes(b"x" * 10)
+    out = io.BytesIO()
+    with pytest.raises(LayerIntegrityError, match=r"zeros.*shorter"):
+        plan.write(out)
+    assert 0 < len(out.getvalue()) < plan.total_size - 1024
+
+
+def test_sparse_file_fails_the_plan(tmp_path: Path) -> None:
+    """GNU sparse in PAX: tar-split records the expanded size, which no rebuild can match."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo("holes")
+        data = b"1\n0\n4\n".ljust(512, b"\x00") + b"data"  # the map: 4 bytes at offset 0
+        info.size = len(data)
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                            "GNU.sparse.realsize": "8192", "GNU.sparse.name": "holes"}
+        t.addfile(info, io.BytesIO(data))
+    tar = out.getvalue()
+    start = tar.index(data)
+    expanded = b"data".ljust(8192, b"\x00")
+    crc = base64.b64encode(reference_crc64(expanded).to_bytes(8, "big")).decode()
+    lines = [
+        {"type": SEGMENT, "payload": base64.b64encode(tar[:start]).decode(), "position": 0},
+        {"type": FILE, "name": "holes", "size": 8192, "payload": crc, "position": 1},
+        {"type": SEGMENT, "payload": base64.b64encode(tar[start + len(data):]).decode(),
+         "position": 2},
+    ]
+    crafted = craft_root(tmp_path, tar, lines=lines)
+    (crafted.content / "holes").write_bytes(expanded)
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    with pytest.raises(StoreError, match="sparse file, which Docker cannot export either"):
+        layer.size  # noqa: B018
+
+
+def test_hardlink_with_data_fails_the_plan(tmp_path: Path) -> None:
+    tar, lines = dot_layer()
+    for line in lines:
+        if line.get("name") == "./a":
+            line["size"] = 3
+            line["payload"] = base64.b64encode(bytes(8)).decode()
+    crafted = craft_root(tmp_path, tar, lines=lines)
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    with pytest.raises(StoreError, match=r"'\./a' has 3 bytes of data but is not a regular file"):
+        layer.size  # noqa: B018
+
+
+def test_duplicate_names_as_go_cleans_them() -> None:
+    # tar-split tells "/etc" from "etc" (filepath.Clean keeps the root) but not "./etc/".
+    entries = [Entry(FILE, 0, b"etc"), Entry(FILE, 1, b"/etc")]
+    assert ReassemblingReader(entries, lambda name: io.BytesIO()).read() == b""
+    entries = [Entry(FILE, 0, b"etc"), Entry(FILE, 1, b"./etc/")]
     with pytest.raises(StoreError, match="duplicate"):
         ReassemblingReader(entries, lambda name: io.BytesIO()).read()
 
@@ -518,3 +760,25 @@ def test_layer_diff_id_must_match_the_config(tmp_path: Path) -> None:
     (crafted.layer_dir / "diff").write_text("sha256:" + "ef" * 32)
     with pytest.raises(StoreError, match="but its image says"):
         DockerRootStore(crafted.root)
+
+
+def test_file_symlinked_out_of_the_layer_fails_the_plan(tmp_path: Path) -> None:
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"hello\n")  # the same size as the file it replaces
+    crafted = craft_root(tmp_path, gnu_layer(FILES, LINKS))
+    (crafted.content / "etc" / "hello").unlink()
+    (crafted.content / "etc" / "hello").symlink_to(outside)
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    with pytest.raises(StoreError, match="resolves outside"):
+        layer.size  # noqa: B018
+
+
+def test_file_symlinked_inside_the_layer_is_read(tmp_path: Path) -> None:
+    tar = gnu_layer(FILES, LINKS)
+    crafted = craft_root(tmp_path, tar)
+    (crafted.content / "moved").write_bytes((crafted.content / "etc" / "hello").read_bytes())
+    (crafted.content / "etc" / "hello").unlink()
+    (crafted.content / "etc" / "hello").symlink_to("../moved")
+    layer = DockerRootStore(crafted.root).get_layer(crafted.chain)
+    with layer.open() as stream:
+        assert stream.read() == tar

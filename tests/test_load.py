@@ -413,3 +413,55 @@ def tar_member(data: bytes, name: str) -> bytes:
         member = tar.extractfile(name)
         assert member is not None
         return member.read()
+
+
+# -- bounds: what a load may make the reader do, and hold ------------------------------------
+
+
+def zeros_layer(mib: int) -> bytes:
+    from craft import layer_tar
+
+    return layer_tar({"zeros": bytes(mib << 20)})
+
+
+def zeros_image(mib: int, tag: str) -> Any:
+    from craft import Img, config_bytes
+
+    layer = zeros_layer(mib)
+    return Img(config_bytes([sha256(layer)]), (layer,), (tag,))
+
+
+def test_memory_store_refuses_a_layer_that_inflates_past_its_limit() -> None:
+    from tarexport.stores.memory import DEFAULT_LOAD_LIMIT, MemoryStore
+
+    bomb = zeros_image(3, "bomb:1")
+    archive = docker_archive([bomb], compress_layers="gzip")
+    assert len(archive) < 64 << 10  # a small archive ...
+    store = MemoryStore(load_limit=2 << 20)  # ... whose layer inflates past this
+    with pytest.raises(UnsafeArchive, match=r"MemoryStore's limit of 2097152 bytes"):
+        load(io.BytesIO(archive), into=store)
+    assert store.search("") == []
+    assert MemoryStore().load_limit == DEFAULT_LOAD_LIMIT == 1 << 30
+    for roomy in (MemoryStore(), MemoryStore(load_limit=None), MemoryStore(load_limit=4 << 20)):
+        assert load(io.BytesIO(archive), into=roomy).image_ids == (Digest.parse(bomb.id),)
+
+
+def test_memory_store_limit_is_per_load() -> None:
+    from tarexport.stores.memory import MemoryStore
+
+    img = zeros_image(1, "one:1")
+    twice = docker_archive([img, attrs.evolve(img, tags=("two:1",))])
+    store = MemoryStore(load_limit=(1 << 20) + 8192)
+    load(io.BytesIO(twice), into=store)
+    load(io.BytesIO(twice), into=store)
+    assert len(store.references(Digest.parse(img.id))) == 2
+
+
+def test_repeated_directories_count_against_the_member_limit_of_a_load() -> None:
+    from tarexport.stores.docker_archive import Limits
+    from tarexport.stores.memory import MemoryStore
+
+    archive = docker_archive([image()], before=[M("d", kind="dir")] * 60)
+    with pytest.raises(UnsafeArchive, match="more than 50 members"):
+        load(io.BytesIO(archive), into=MemoryStore(), limits=Limits(members=50))
+    load(io.BytesIO(archive), into=MemoryStore(), limits=Limits(members=70))

@@ -551,3 +551,73 @@ def test_docker_25_archive_unpacked_is_a_layout_we_read(case: GoldenCase, tmp_pa
         archive.extractall(root, filter="data")
     store = OCILayoutStore(root)
     assert_tar_equal(resave(store, case), case.save_tar.read_bytes())  # type: ignore[union-attr]
+
+
+# -- writes that fail, and reads that stay small ------------------------------------------
+
+
+def loaded_layout(tmp_path: Path) -> Path:
+    path = tmp_path / "layout"
+    load(io.BytesIO(docker_archive([image(2)])), into=OCILayoutStore(path, create=True))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("in_the_way", "error"),
+    [("blobs/sha256", "File exists"), ("blobs", "Not a directory")],
+)
+def test_a_file_where_blobs_go_is_a_typed_error_naming_it(
+    tmp_path: Path, in_the_way: str, error: str
+) -> None:
+    import shutil
+
+    from tarexport.errors import StoreWriteError
+
+    path = loaded_layout(tmp_path)
+    shutil.rmtree(path / "blobs")
+    (path / in_the_way).parent.mkdir(exist_ok=True)
+    (path / in_the_way).write_bytes(b"")
+    blobs = path / "blobs" / "sha256"
+    with pytest.raises(StoreWriteError, match=f"^cannot write {blobs}: {error}$") as caught:
+        load(io.BytesIO(docker_archive([image(2)])), into=OCILayoutStore(path))
+    assert caught.value.filename == str(blobs)
+    assert isinstance(caught.value, OSError) and caught.value.errno is not None
+
+
+def test_a_full_file_system_is_a_typed_error_naming_the_file(tmp_path: Path) -> None:
+    """The file-size limit of the process makes writes fail as on a full disk (EFBIG)."""
+    import subprocess
+    import sys
+
+    archive = tmp_path / "big.tar"
+    archive.write_bytes(docker_archive([image(1, seed="x" * 300_000)]))
+    program = f"""
+import resource, signal, sys
+from tarexport import OCILayoutStore, load
+from tarexport.errors import StoreWriteError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    load(open({str(archive)!r}, "rb"), into=OCILayoutStore({str(tmp_path / "l")!r}, create=True))
+except StoreWriteError as exc:
+    print(exc.errno, exc)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, check=True)
+    errno_text, _, message = done.stdout.decode().strip().partition(" ")
+    assert int(errno_text) == 27  # EFBIG
+    assert message.startswith(f"cannot write {tmp_path / 'l'}/.tarexport-staging-")
+    assert message.endswith(": File too large")
+
+
+def test_index_and_configs_are_read_to_their_size(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = loaded_layout(tmp_path)
+    tracemalloc.start()
+    try:
+        store = OCILayoutStore(path)
+        assert len(store.search("")) == 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20  # not read(limit + 1): 64 MiB for index.json, 8 MiB per config

@@ -374,3 +374,81 @@ def test_member_limit() -> None:
     index.add(members[1])
     with pytest.raises(UnsafeArchive, match="more than 2 members"):
         index.add(members[2])
+
+
+# -- bounded work: long PAX headers, repeated members, sizes past 2^63 ---------------------
+
+
+def pax_records_of(count: int) -> bytes:
+    """``count`` distinct PAX records ``"<len> k<i>=\\n"``, as short as records get."""
+    out = []
+    for i in range(count):
+        body = f" k{i}=\n"
+        width = len(str(len(body) + 2))
+        out.append(f"{len(body) + width}{body}")
+    return "".join(out).encode()
+
+
+def test_pax_records_up_to_the_limit() -> None:
+    data = pax_records_of(1000)
+    assert len(parse_pax_records(data)) == 1000
+    assert len(parse_pax_records(pax_records_of(5000), max_records=5000)) == 5000
+    with pytest.raises(UnsafeArchive, match="more than 1000 records"):
+        parse_pax_records(pax_records_of(1001))
+
+
+def test_pax_padding_is_only_trailing_nuls() -> None:
+    assert parse_pax_records(b"12 path=a/b\n" + bytes(500)) == {"path": "a/b"}
+    with pytest.raises(InvalidArchive, match="malformed record length"):
+        parse_pax_records(b"12 path=a/b\n" + bytes(100) + b"12 path=c/d\n")
+
+
+def test_pax_header_of_many_records_is_refused_by_the_reader() -> None:
+    data = tar_bytes([M("d", kind="dir", pax={f"k{i}": "" for i in range(1001)})])
+    with pytest.raises(UnsafeArchive, match="more than 1000 records"):
+        read_all(data)
+
+
+def test_repeated_directories_count_against_the_member_limit() -> None:
+    index = MemberIndex(max_members=10)
+    members = [m for m, _ in read_all(tar_bytes([M("d", kind="dir")] * 11))]
+    for member in members[:10]:
+        index.add(member)
+    with pytest.raises(UnsafeArchive, match="more than 10 members"):
+        index.add(members[10])
+
+
+def test_reader_counts_members_and_global_headers() -> None:
+    info = tarfile.TarInfo("pax_global_header")
+    info.type = tarfile.XGLTYPE
+    global_header = info.tobuf(format=tarfile.USTAR_FORMAT)
+    reader = TarReader(OnlyRead(tar_bytes([global_header] * 11)), max_members=10)
+    with pytest.raises(UnsafeArchive, match="more than 10 members"):
+        list(reader)
+    reader = TarReader(OnlyRead(tar_bytes([M("d", kind="dir")] * 10)), max_members=10)
+    assert len(list(reader)) == 10
+
+
+def test_signed_checksum_of_high_bytes_is_accepted() -> None:
+    block = bytearray(raw_header("caf\xe9-name"))
+    block[0:12] = b"caf\xc3\xa9-name\xff\xfe"
+    blanked = bytes(block[:148]) + b" " * 8 + bytes(block[156:])
+    signed = sum(blanked) - 256 * sum(1 for c in blanked if c >= 0x80)
+    block[148:156] = b"%06o\0 " % signed
+    assert looks_like_tar(bytes(block))
+    assert parse_header(bytes(block)).size == 0
+
+
+@pytest.mark.parametrize("seekable", [True, False], ids=["in-place", "stream"])
+@pytest.mark.parametrize("how", ["pax", "base256"])
+def test_size_past_2_63_is_an_invalid_archive(how: str, seekable: bool) -> None:
+    if how == "pax":
+        member = member_bytes_of(M("big", b"", pax={"size": str(10**40)}))
+    else:
+        member = set_field(raw_header("big"), 124, b"\x80" + (1 << 70).to_bytes(11, "big"))
+    with pytest.raises(InvalidArchive, match="beyond what a tar can hold"):
+        read_all(tar_bytes([M("a", b"x"), member]), seekable=seekable)
+
+
+def member_bytes_of(m: M) -> bytes:
+    return tar_bytes([m], end=False)

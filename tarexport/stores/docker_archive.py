@@ -807,7 +807,12 @@ class _FileSource:
 
 def index_archive(stream: BinaryIO, limits: Limits, *, seekable: bool) -> MemberIndex:
     """Read every member header of a tar stream into a checked :class:`MemberIndex`."""
-    reader = TarReader(stream, seekable=seekable, max_extension_size=limits.extension_size)
+    reader = TarReader(
+        stream,
+        seekable=seekable,
+        max_extension_size=limits.extension_size,
+        max_members=limits.members,
+    )
     index = MemberIndex(limits.members)
     for member in reader:
         index.add(member)

@@ -20,16 +20,24 @@ import io
 import json
 import os
 import re
+import stat
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, Optional, Union
 
 from ..compression import VerifyingReader
 from ..digest import Digest, chain_ids
-from ..errors import InvalidDigest, InvalidReference, StoreError, TarexportError
+from ..errors import (
+    InvalidDigest,
+    InvalidReference,
+    LayerIntegrityError,
+    StoreError,
+    TarexportError,
+)
 from ..image import Image
 from ..reference import parse_normalized_named
-from ..tarsplit import Entry, ReassemblingReader, decode_entries, stream_size
+from ..tarsplit import Entry, ReassemblingReader, decode_entries, plan_stream
 from .protocols import FileRange
 from .tables import StoreTables
 
@@ -91,18 +99,26 @@ class _RootLayer:
         try:
             with gzip.open(path, "rb") as f:
                 yield from decode_entries(f, path)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise StoreError(f"cannot read tar-split {path}: {exc}") from exc
 
     @property
     def size(self) -> int:
-        """Segment bytes plus file sizes, from tar-split alone (no file content is read)."""
+        """The length of the layer tar; the first read plans the layer (see the module doc).
+
+        No file content is read: the tar-split is decoded and checked, and every file it needs
+        is looked up (a regular file of the recorded size, inside the layer's directory).
+        """
         with self._lock:
             if self._size is None:
-                self._size = stream_size(self.entries())
+                self._size = plan_stream(self.entries(), self._file_checker(), self._what)
             return self._size
 
-    def _open_file(self, name: bytes) -> BinaryIO:
+    @property
+    def _what(self) -> str:
+        return f"layer {self._diff_id} ({self._layer_dir})"
+
+    def _resolve(self, name: bytes) -> bytes:
         root = os.fsencode(self._content_root)
         path = os.path.join(root, name)
         # Symlinks inside the layer are followed only while they stay inside it.
@@ -110,6 +126,53 @@ class _RootLayer:
         real_root = os.path.realpath(root)
         if os.path.commonpath([real, real_root]) != real_root:
             raise StoreError(f"tar-split name {name!r} resolves outside {self._content_root}")
+        return real
+
+    def _file_checker(self) -> Callable[[bytes, Entry], None]:
+        """Checks one file for the plan: resolved as :meth:`_resolve` does, each directory once.
+
+        The directories' real paths are kept for this plan only; writing resolves every file
+        afresh, so a directory swapped for a symlink since then is still caught.
+        """
+        root = os.fsencode(self._content_root)
+        real_root = os.path.realpath(root)
+        real_dirs: dict[bytes, bytes] = {b"": real_root}
+        inside = os.path.join(real_root, b"")
+
+        def check(name: bytes, entry: Entry) -> None:
+            parent, _, base = name.rpartition(b"/")
+            real_parent = real_dirs.get(parent)
+            if real_parent is None:
+                real_parent = real_dirs[parent] = os.path.realpath(os.path.join(root, parent))
+            real = os.path.join(real_parent, base)
+            shown = os.fsdecode(os.path.join(root, name))
+            try:
+                info = os.lstat(real)
+                if stat.S_ISLNK(info.st_mode):
+                    real = os.path.realpath(real)
+                    info = os.lstat(real)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot open {shown} of layer {self._diff_id}: {exc.strerror or exc}"
+                ) from exc
+            if not real.startswith(inside):  # both are real paths: a prefix says it all
+                raise StoreError(
+                    f"tar-split name {name!r} resolves outside {self._content_root}"
+                )
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(f"{shown} of layer {self._diff_id} is not a regular file")
+            if info.st_size != entry.size:
+                raise LayerIntegrityError(
+                    f"{self._what}: file {entry.name!r} is {info.st_size} bytes on disk, "
+                    f"{entry.size} in tar-split"
+                )
+
+        return check
+
+    def _open_file(self, name: bytes) -> BinaryIO:
+        root = os.fsencode(self._content_root)
+        path = os.path.join(root, name)
+        real = self._resolve(name)
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
@@ -119,15 +182,13 @@ class _RootLayer:
         return open(fd, "rb", buffering=0)
 
     def open(self) -> BinaryIO:
-        what = f"layer {self._diff_id} ({self._layer_dir})"
-        # Opened now, so that a missing tar-split fails here and not at the first read.
-        if not os.path.isfile(self.tar_split_path):
-            raise StoreError(f"{what}: no tar-split.json.gz")
+        what = self._what
+        size = self.size  # planned first: a layer never streams before it was checked
         raw = ReassemblingReader(
             self.entries(), self._open_file, verify=self._verify_files, what=what
         )
         source: BinaryIO = raw  # type: ignore[assignment]  # a raw reader is enough
-        verified = VerifyingReader(source, self._diff_id, size=self._size, what=what)
+        verified = VerifyingReader(source, self._diff_id, size=size, what=what)
         return io.BufferedReader(verified, _CHUNK)
 
     def file_range(self) -> Optional[FileRange]:

@@ -15,13 +15,24 @@ from ..errors import (
     LayerDigestMismatch,
     LayerSizeMismatch,
     StoreError,
+    UnsafeArchive,
 )
 from ..image import Image
 from ..reference import Named, parse_normalized_named, tag_name_only
 from .protocols import FileRange
 from .tables import StoreTables
 
-__all__ = ["BytesLayer", "FileLayer", "LayerSource", "MemoryLoad", "MemoryStore"]
+__all__ = [
+    "DEFAULT_LOAD_LIMIT",
+    "BytesLayer",
+    "FileLayer",
+    "LayerSource",
+    "MemoryLoad",
+    "MemoryStore",
+]
+
+DEFAULT_LOAD_LIMIT = 1 << 30
+"""Bytes one load into a :class:`MemoryStore` may hold: 1 GiB, unless the store says otherwise."""
 
 LayerSource = Union[bytes, str, "os.PathLike[str]"]
 """What ``MemoryStore.add_image`` takes as a layer: its bytes, or the path of a layer tar."""
@@ -73,7 +84,17 @@ class MemoryStore(StoreTables[Union[BytesLayer, FileLayer]]):
 
     Layers given as paths stay on disk: only their size is taken when added. Their content is
     checked against the diff ID when an archive is written with ``verify=True``.
+
+    As the target of a load, everything arrives in memory: the archive's blobs and the layers
+    inflated from compressed ones. ``load_limit`` bounds the bytes one load may hold (default
+    :data:`DEFAULT_LOAD_LIMIT`, 1 GiB; ``None`` for no bound). It is checked as each chunk is
+    written, so a layer that inflates past it is stopped there with
+    :class:`~tarexport.errors.UnsafeArchive`, whatever the loader's own limits allow.
     """
+
+    def __init__(self, *, load_limit: Optional[int] = DEFAULT_LOAD_LIMIT) -> None:
+        super().__init__()
+        self.load_limit = load_limit
 
 
     # -- adding -----------------------------------------------------------------------
@@ -165,17 +186,24 @@ class _StagedBlob:
 
     def __init__(self, load: MemoryLoad) -> None:
         self._load = load
-        self._chunks: list[bytes] = []
+        # BytesIO grows in place and hands its buffer over without a copy: one copy in memory.
+        self._buffer = io.BytesIO()
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
-        self._chunks.append(bytes(data))
+        self._load._hold(len(data))
+        self._buffer.write(data)
 
     def commit(self, digest: Digest) -> None:
-        self._load._staged.setdefault(digest, b"".join(self._chunks))
-        self._chunks = []
+        data = self._buffer.getvalue()
+        self._buffer = io.BytesIO()
+        if digest in self._load._staged:
+            self._load._held -= len(data)  # the same blob twice is held once
+        else:
+            self._load._staged[digest] = data
 
     def abort(self) -> None:
-        self._chunks = []
+        self._load._held -= self._buffer.tell()
+        self._buffer = io.BytesIO()
 
 
 class MemoryLoad:
@@ -184,6 +212,16 @@ class MemoryLoad:
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self._staged: dict[Digest, bytes] = {}
+        self._held = 0
+
+    def _hold(self, n: int) -> None:
+        self._held += n
+        limit = self._store.load_limit
+        if limit is not None and self._held > limit:
+            raise UnsafeArchive(
+                f"loading into memory: more than the MemoryStore's limit of {limit} bytes "
+                "(MemoryStore(load_limit=...) sets it)"
+            )
 
     def stage_blob(self) -> _StagedBlob:
         return _StagedBlob(self)
@@ -229,3 +267,4 @@ class MemoryLoad:
 
     def close(self) -> None:
         self._staged.clear()
+        self._held = 0

@@ -50,6 +50,8 @@ from ..errors import (
     PlatformNotFound,
     ReferenceNotFound,
     StoreError,
+    StoreWriteError,
+    TarexportError,
 )
 from ..image import Image
 from ..leftovers import (
@@ -444,6 +446,15 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _read_bounded(f: BinaryIO, limit: int) -> bytes:
+    """The file's bytes, or ``limit + 1`` of them when it is longer than ``limit``.
+
+    Read to the file's size: ``read(limit + 1)`` would allocate the whole limit every time.
+    """
+    size = os.fstat(f.fileno()).st_size
+    return f.read(min(size, limit) + 1)
+
+
 def _fsync_dir(path: str) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -603,7 +614,7 @@ class OCILayoutStore:
         path = self.blob_path(digest)
         try:
             with open_regular(path) as f:
-                data = f.read(limit + 1)
+                data = _read_bounded(f, limit)
         except OSError as exc:
             raise StoreError(f"{what}: blob {digest}: {exc.strerror or exc}") from exc
         if len(data) > limit:
@@ -646,7 +657,7 @@ class OCILayoutStore:
         try:
             with open_regular(path) as f:
                 identity = _identity(os.fstat(f.fileno()))
-                data = f.read(_INDEX_LIMIT + 1)
+                data = _read_bounded(f, _INDEX_LIMIT)
         except OSError as exc:
             raise StoreError(f"{path}: {exc.strerror or exc}") from exc
         if len(data) > _INDEX_LIMIT:
@@ -1081,14 +1092,20 @@ class _StagedWriter:
     def __init__(self, txn: _Transaction) -> None:
         self._txn = txn
         self.path = txn._new_staging_path()
-        self._file: Optional[BinaryIO] = open(self.path, "xb")  # noqa: SIM115 - closed by commit/abort
+        try:
+            self._file: Optional[BinaryIO] = open(self.path, "xb")  # noqa: SIM115 - closed by commit/abort
+        except OSError as exc:
+            raise StoreWriteError.of(exc, self.path) from exc
         self._unsynced = 0
         self._syncing: Optional[Future[None]] = None
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         file = self._file
         assert file is not None, "blob writer already finished"
-        file.write(data)
+        try:
+            file.write(data)
+        except OSError as exc:
+            raise StoreWriteError.of(exc, self.path) from exc
         if self._txn.store.fsync:
             self._unsynced += len(data)
             if self._unsynced >= _SYNC_EVERY and (
@@ -1110,8 +1127,10 @@ class _StagedWriter:
         self._syncing = None  # queued before the final sync below, on the same worker
         try:
             file.flush()
-        except BaseException:
+        except BaseException as exc:
             file.close()
+            if isinstance(exc, OSError):
+                raise StoreWriteError.of(exc, self.path) from exc
             raise
         if self._txn.store.fsync:
             # The loader goes on with the next member while this one reaches the disk;
@@ -1119,7 +1138,10 @@ class _StagedWriter:
             self._txn._sync_and_close(file)
         else:
             file.close()
-        self._txn._staged_complete(self.path, digest)
+        try:
+            self._txn._staged_complete(self.path, digest)
+        except OSError as exc:
+            raise StoreWriteError.of(exc, self.path) from exc
 
     def abort(self) -> None:
         if self._file is not None:
@@ -1262,10 +1284,12 @@ class _Transaction:
                 index = _updated_index(snapshot, descriptor, config, list(references))
                 if index != snapshot.raw:
                     store._write_index(index)
-            except BaseException:
+            except BaseException as exc:
                 for path in added:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
+                if isinstance(exc, OSError) and not isinstance(exc, TarexportError):
+                    raise StoreWriteError.of(exc, store.path) from exc
                 raise
 
     def commit_manifest(
