@@ -169,14 +169,17 @@ def test_add_reference(tmp_path: Path) -> None:
         store.add_reference("x:1", "sha256:" + "0" * 64)
 
 
-def test_written_manifest_and_index_are_docker_25s(tmp_path: Path) -> None:
+def test_written_manifest_and_index_are_docker_25s_with_a_whole_ref_name(tmp_path: Path) -> None:
     store = OCILayoutStore(tmp_path / "l", create=True)
     img = image(1, tags=())
     image_id = store.add_image(img.config, img.layers, ["registry.example:5000/a/b:v1"])
     index = json.loads(Path(store.path, "index.json").read_bytes())
     (desc,) = index["manifests"]
     assert desc["annotations"] == {
-        ANNOTATION_IMAGE_NAME: "registry.example:5000/a/b:v1", ANNOTATION_REF_NAME: "v1"}
+        # ref.name holds the whole name (Docker 25 writes the tag alone): skopeo and umoci
+        # look images up by it, and two repositories' `v1` must stay apart for them.
+        ANNOTATION_IMAGE_NAME: "registry.example:5000/a/b:v1",
+        ANNOTATION_REF_NAME: "registry.example:5000/a/b:v1"}
     manifest = Path(store.blob_path(Digest.parse(desc["digest"]))).read_bytes()
     assert manifest == (
         b'{"schemaVersion":2,"mediaType":"' + OCI_MANIFEST.encode() + b'","config":{"mediaType":'
@@ -194,7 +197,7 @@ def test_untagged_image_gets_an_unnamed_descriptor_until_it_is_named(tmp_path: P
     assert [d.get("annotations") for d in index["manifests"]] == [None]
     store.add_reference("x:1", image_id)
     index = json.loads(Path(store.path, "index.json").read_bytes())
-    assert [d["annotations"][ANNOTATION_REF_NAME] for d in index["manifests"]] == ["1"]
+    assert [d["annotations"][ANNOTATION_REF_NAME] for d in index["manifests"]] == ["x:1"]
 
 
 # -- reading what other tools write ----------------------------------------------------------

@@ -66,6 +66,7 @@ from ..leftovers import (
 from ..reference import (
     Named,
     Reference,
+    familiar_string,
     parse_normalized_named,
     tag_name_only,
 )
@@ -1041,9 +1042,10 @@ def _name_annotations(ref: Optional[Named]) -> dict[str, str]:
     """The annotations that name an image: the full reference, and the tag alone."""
     if ref is None:
         return {}
-    # The whole reference in both: skopeo and umoci look images up by ref.name, and a tag
-    # alone would make two repositories' `latest` indistinguishable to them.
-    return {ANNOTATION_IMAGE_NAME: str(ref), ANNOTATION_REF_NAME: str(ref)}
+    # skopeo and umoci look images up by ref.name: a tag alone would make two repositories'
+    # `latest` indistinguishable to them, so it holds the whole name, as the user spells it
+    # (`app:1`, `oci:DIR:app:1`), which reads back as the same reference.
+    return {ANNOTATION_IMAGE_NAME: str(ref), ANNOTATION_REF_NAME: familiar_string(ref)}
 
 
 def _is_unnamed(entry: _Entry) -> bool:

@@ -23,7 +23,7 @@ from ..stores.oci_layout import ANNOTATION_REF_NAME, OCILayoutStore
 from ..stores.protocols import ImageSink
 from .archive import ArchiveDestination
 from .base import CopyOptions, CopyResult, SelectedImage, Selection
-from .names import DEFAULT_STORE, TransportName, register
+from .names import DEFAULT_STORE, TransportName, parse, register
 from .stores import AnyStore, SinkDestination, StoreSource, parents_first, select
 
 __all__ = ["default_store_path", "destination_reference", "install", "open_default_store"]
@@ -196,3 +196,34 @@ def install() -> None:
     register("docker-root", source=_root_source)
     register(DEFAULT_STORE, source=_store_source, destination=_store_destination)
 
+
+
+def open_store(place: Optional[str]) -> AnyStore:
+    """The store a store command reads: ``oci:DIR``, ``docker-archive:PATH``,
+    ``oci-archive:PATH``, ``docker-root:DIR``, or (``None``, ``store:``) the default store."""
+    if place is None:
+        return open_default_store()
+    name = parse(place)
+    if name.reference is not None and name.transport != DEFAULT_STORE:
+        raise InvalidTransport(place, "name a store here, without an image reference")
+    if name.transport == "oci":
+        return _opened(name, OCILayoutStore, name.path)
+    if name.transport in ("docker-archive", "oci-archive"):
+        return _opened(name, DockerArchiveStore, name.path)
+    if name.transport == "docker-root":
+        return _opened(name, DockerRootStore, name.path)
+    if name.transport == DEFAULT_STORE and name.reference is None:
+        return open_default_store()
+    raise InvalidTransport(place, "expected oci:DIR, docker-archive:FILE or docker-root:DIR")
+
+
+def open_layout(place: Optional[str]) -> OCILayoutStore:
+    """The OCI layout a store edit (tag, rmi) changes: ``oci:DIR`` or the default store."""
+    if place is None:
+        return OCILayoutStore(str(default_store_path()), create=True)
+    name = parse(place)
+    if name.transport == "oci" and name.reference is None:
+        return OCILayoutStore(name.path)
+    if name.transport == DEFAULT_STORE and name.reference is None:
+        return OCILayoutStore(str(default_store_path()), create=True)
+    raise InvalidTransport(place, "only an OCI layout (oci:DIR) or the default store is edited")
