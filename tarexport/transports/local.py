@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -123,6 +124,8 @@ def by_ref_name(store: OCILayoutStore, ref_name: str, text: str) -> Optional[Sel
     for entry in matches:
         if entry.error is not None:
             raise entry.error
+        if entry.reference is not None and entry.reference in snapshot.conflicts:
+            raise snapshot.conflicts[entry.reference]
     ids = list(dict.fromkeys(e.image.config for e in matches if e.image is not None))
     if len(ids) > 1:
         listed = ", ".join(str(e.descriptor.digest) for e in matches)
@@ -154,7 +157,15 @@ class LayoutDestination:
         return self._store()
 
     def write(self, selection: Selection, options: CopyOptions) -> CopyResult:
-        return SinkDestination(self._store(), self.reference, self.text).write(selection, options)
+        existed = os.path.exists(self.path)
+        try:
+            return SinkDestination(self._store(), self.reference, self.text).write(
+                selection, options
+            )
+        except BaseException:
+            if not existed:  # a layout this copy made for nothing goes again
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
 
 # -- factories ----------------------------------------------------------------------------
