@@ -51,6 +51,7 @@ MIN_API_VERSION = "1.24"
 _ERROR_BODY_LIMIT = 1 << 16
 _MESSAGE_LINE_LIMIT = 1 << 20
 _SEND_CHUNK = 1 << 20
+_UNPACK_ERROR = "Error unpacking image"
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -267,7 +268,13 @@ class EngineClient:
                 raise DaemonError(self.host, _one_line(str(error)))
             text = message.get("stream")
             if isinstance(text, str):
-                lines.extend(line for line in text.splitlines() if line.strip())
+                for line in text.splitlines():
+                    # The containerd image store registers an image whose layers do not
+                    # apply, and says so only in a message line.
+                    if line.startswith(_UNPACK_ERROR):
+                        raise DaemonError(self.host, _one_line(line))
+                    if line.strip():
+                        lines.append(line)
 
 
 class _Response:
