@@ -225,7 +225,8 @@ def _list_images(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
             value = row["FullID"] if args.no_trunc else row["ID"]
             if value not in seen:
                 seen.append(value)
-        print("\n".join(seen)) if seen else None
+        for value in seen:
+            print(value)
         return 0
     if args.no_trunc:
         rows = [{**row, "ID": row["FullID"]} for row in rows]

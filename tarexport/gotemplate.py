@@ -2,8 +2,8 @@
 
 Supported: literal text; ``{{.}}``; field paths ``{{.Config.Env}}``; the functions
 ``json``, ``join LIST SEP``, ``upper``, ``lower``, ``title``, ``index VALUE KEY...``,
-``len`` and ``println``, each with field paths or ``"quoted"`` strings as arguments; and the
-``table`` prefix with ``\\t`` / ``\\n`` escapes as the docker CLI reads them. Values print as
+``len`` and ``println``, with field paths, ``"quoted"`` strings or integers as arguments;
+and the ``table`` prefix with ``\\t`` / ``\\n`` escapes as the docker CLI reads them. Values print as
 Go's ``fmt`` prints them (``[a b]``, ``map[k:v]``, ``<nil>``; a missing key is
 ``<no value>``). Anything else (``if``, ``range``, pipelines) raises :class:`TemplateError`.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import attrs
@@ -107,6 +107,8 @@ def _argument(data: Any, token: str) -> Any:
         return json.loads(token)
     if token.startswith("."):
         return _field(data, token)
+    if token.lstrip("-").isdigit():
+        return int(token)
     raise TemplateError(f"unsupported template argument {token!r}")
 
 
@@ -180,7 +182,3 @@ class Template:
                 out.append(names.get(key, key.upper()))
         return "".join(out)
 
-
-def render_all(template: Template, rows: Sequence[Any]) -> list[str]:
-    """Every row rendered (a table starts with its header row)."""
-    return [template.render(row) for row in rows]

@@ -16,6 +16,7 @@ from .base import (
     SelectedImage,
     Selection,
 )
+from .copier import copy, open_destination, open_source
 from .names import TransportName, parse, register
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "SelectedImage",
     "Selection",
     "TransportName",
+    "copy",
+    "open_destination",
+    "open_source",
     "parse",
     "register",
 ]
