@@ -3,8 +3,8 @@
 Supported: literal text; ``{{.}}``; field paths ``{{.Config.Env}}``; the functions
 ``json``, ``join LIST SEP``, ``upper``, ``lower``, ``title``, ``index VALUE KEY...``,
 ``len`` and ``println``, with field paths, ``"quoted"`` strings or integers as arguments;
-and the ``table`` prefix with ``\\t`` / ``\\n`` escapes as the docker CLI reads them. Values print as
-Go's ``fmt`` prints them (``[a b]``, ``map[k:v]``, ``<nil>``; a missing key is
+and the ``table`` prefix with ``\\t`` / ``\\n`` escapes as the docker CLI reads them.
+Values print as Go's ``fmt`` prints them (``[a b]``, ``map[k:v]``, ``<nil>``; a missing key is
 ``<no value>``). Anything else (``if``, ``range``, pipelines) raises :class:`TemplateError`.
 """
 
