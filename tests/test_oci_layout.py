@@ -449,9 +449,9 @@ def _written_layout(case: GoldenCase, tmp_path: Path) -> OCILayoutStore:
 @pytest.mark.parametrize("case", golden_params(SINGLE))
 def test_skopeo_reads_our_layout(case: GoldenCase, tmp_path: Path, skopeo: Any) -> None:
     store = _written_layout(case, tmp_path)
-    tag = case.case["manifest"][0]["RepoTags"][0].rsplit(":", 1)[1]
+    name = case.case["manifest"][0]["RepoTags"][0]  # the ref.name is the whole name
     out = tmp_path / "dir"
-    skopeo.run("copy", f"oci:{store.path}:{tag}", f"dir:{out}")
+    skopeo.run("copy", f"oci:{store.path}:{name}", f"dir:{out}")
     image_id = case.case["images"][0]["id"]
     assert (out / image_id[7:]).read_bytes() == store.get_config(Digest.parse(image_id))
     for diff_id in case.case["images"][0]["diff_ids"]:
