@@ -281,3 +281,48 @@ def test_a_source_digest_mismatch_in_a_layout_is_caught(tmp_path: Path) -> None:
         with pytest.raises(LayerDigestMismatch):
             copy(f"oci:{layout}:app:1", destination)
     assert sorted(os.listdir(tmp_path)) == ["l"]  # no layout made, no archive, no temporary
+
+
+# -- oci-archive: an OCI layout in a tar, with no manifest.json ------------------------------
+
+
+def _tar_directory(directory: Path, out: Path) -> None:
+    import tarfile
+
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(directory.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(directory)), recursive=False)
+
+
+def test_an_oci_layout_in_a_tar_is_read_by_ref_name_and_loaded(tmp_path: Path) -> None:
+    a, b = image(2, seed="a"), image(1, seed="b")
+    _hand_layout(tmp_path / "l", [
+        (a.config, a.layers, {ANNOTATION_REF_NAME: "v1"}),
+        (b.config, b.layers, {ANNOTATION_IMAGE_NAME: "docker.io/team/b:2",
+                              ANNOTATION_REF_NAME: "2"}),
+    ])
+    archive = tmp_path / "l.tar"
+    _tar_directory(tmp_path / "l", archive)
+    copy(f"oci-archive:{archive}:v1", f"oci:{tmp_path / 'out'}:team/a:1")
+    copy(f"oci-archive:{archive}:2", f"oci:{tmp_path / 'out'}")
+    assert verified_contents(f"oci:{tmp_path / 'out'}") == {
+        a.hex: {"team/a:1"}, b.hex: {"team/b:2"}}
+    with pytest.raises(InvalidTransport, match=r"tag 'v1' alone"):
+        copy(f"oci-archive:{archive}:v1", f"oci:{tmp_path / 'out2'}")
+    from tarexport import load
+
+    target = OCILayoutStore(tmp_path / "loaded", create=True, fsync=False)
+    with open(archive, "rb") as stream:
+        result = load(stream, into=target)
+    assert sorted(str(i) for i in result.image_ids) == sorted([a.id, b.id])
+    assert verified_contents(f"oci:{tmp_path / 'loaded'}") == {a.hex: set(), b.hex: {"team/b:2"}}
+
+
+def test_a_tag_of_two_repositories_in_a_docker_25_archive_is_ambiguous(tmp_path: Path) -> None:
+    golden = GOLDENS_DIR / "s11-siblings-shared-base" / "save.tar"
+    hybrid = tmp_path / "hybrid.tar"
+    copy(f"docker-archive:{golden}", f"oci-archive:{hybrid}")  # Docker 25+'s ref.name: the tag
+    with pytest.raises(NameConflict, match=r"'1' names 2 different images"):
+        copy(f"oci-archive:{hybrid}:1", f"oci:{tmp_path / 'out'}")
+    copy(f"oci-archive:{hybrid}:cc-s-sib/b:1", f"oci:{tmp_path / 'out'}")
+    assert list(verified_contents(f"oci:{tmp_path / 'out'}").values()) == [{"cc-s-sib/b:1"}]

@@ -255,3 +255,16 @@ def test_umoci_written_layouts_are_read_by_name(umoci: Tool, tmp_path: Path) -> 
     # umoci reads what tarexport wrote, by the same names.
     listed = umoci.run("ls", "--layout", str(tmp_path / "out")).stdout.decode().split()
     assert listed == ["quay.io/team/tool:stable"]
+
+
+def test_skopeo_written_oci_archives_are_read_by_name(skopeo: Tool, tmp_path: Path) -> None:
+    archive = GOLDENS_DIR / "s11-siblings-shared-base" / "save.tar"
+    out = tmp_path / "sk.tar"
+    skopeo.run("copy", f"docker-archive:{archive}:cc-s-sib/b:1", f"oci-archive:{out}:b-tag")
+    config = json.loads(skopeo.run("inspect", "--config", f"oci-archive:{out}:b-tag").stdout)
+    hex_ = hashlib.sha256(skopeo.run("inspect", "--raw", "--config",
+                                     f"oci-archive:{out}:b-tag").stdout).hexdigest()
+    assert config["rootfs"]["type"] == "layers"
+    tarexport("copy", f"oci-archive:{out}:b-tag", f"oci:{tmp_path / 'o'}:sib/b:1",
+              tmp_path=tmp_path)
+    assert verified_contents(f"oci:{tmp_path / 'o'}") == {hex_: {"sib/b:1"}}

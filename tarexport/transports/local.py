@@ -183,6 +183,40 @@ def _archive_source(name: TransportName) -> StoreSource:
     return StoreSource(_opened(name, DockerArchiveStore, name.path), name.reference, name.text)
 
 
+@attrs.frozen
+class OCIArchiveSource:
+    """``oci-archive:PATH[:REF]``: REF is a ``ref.name`` of the archive's ``index.json`` first,
+    as skopeo reads it, else a name as Docker resolves it."""
+
+    path: str
+    name: Optional[str]
+    text: str
+
+    def describe(self) -> str:
+        return self.text
+
+    def open(self, stack: contextlib.ExitStack) -> Selection:
+        store = DockerArchiveStore(self.path)
+        if self.name is not None:
+            named = store.ref_names().get(self.name)
+            if named:
+                ids = list(dict.fromkeys(image_id for image_id, _ in named))
+                if len(ids) > 1:
+                    raise NameConflict(
+                        f"{self.text}: {ANNOTATION_REF_NAME} {self.name!r} names {len(ids)} "
+                        f"different images ({', '.join(str(i) for i in ids)})"
+                    )
+                refs = tuple(dict.fromkeys(ref for _, ref in named if ref is not None))
+                chosen = [SelectedImage(ids[0], refs)]
+                return Selection(store, store, store, parents_first(store, chosen),
+                                 bare_tag=None if refs else self.name)
+        return select(store, store, store, self.name)
+
+
+def _oci_archive_source(name: TransportName) -> OCIArchiveSource:
+    return OCIArchiveSource(name.path, name.reference, name.text)
+
+
 def _archive_destination(name: TransportName) -> ArchiveDestination:
     return ArchiveDestination(name.path, destination_reference(name), name.text, profiles.DEFAULT)
 
@@ -202,7 +236,7 @@ def _store_destination(name: TransportName) -> LayoutDestination:
 def install() -> None:
     """Register the local transports (idempotent)."""
     register("oci", source=_oci_source, destination=_oci_destination)
-    register("oci-archive", source=_archive_source, destination=_archive_destination)
+    register("oci-archive", source=_oci_archive_source, destination=_archive_destination)
     register("docker-archive", source=_archive_source, destination=_archive_destination)
     register("docker-root", source=_root_source)
     register(DEFAULT_STORE, source=_store_source, destination=_store_destination)
