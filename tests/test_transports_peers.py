@@ -268,3 +268,22 @@ def test_skopeo_written_oci_archives_are_read_by_name(skopeo: Tool, tmp_path: Pa
     tarexport("copy", f"oci-archive:{out}:b-tag", f"oci:{tmp_path / 'o'}:sib/b:1",
               tmp_path=tmp_path)
     assert verified_contents(f"oci:{tmp_path / 'o'}") == {hex_: {"sib/b:1"}}
+
+
+def test_daemon_data_root_read_without_the_daemon(daemon: DockerScratch, tmp_path: Path) -> None:
+    if daemon.containerd or not daemon.data_root:
+        pytest.skip("the containerd image store keeps images in containerd, not the data root")
+    case = "s10-base-and-derived-together"
+    archive = GOLDENS_DIR / case / "save.tar"
+    name = daemon.unique("cc16-root:1")
+    tarexport("copy", f"docker-archive:{archive}:cc-s-app:1", f"docker-daemon:{name}",
+              tmp_path=tmp_path, host=daemon.host)
+    (hex_,) = [h for h, t in golden_contents(case).items() if t == {"cc-s-app:1"}]
+    tarexport("copy", f"docker-root:{daemon.data_root}:{name}", f"oci:{tmp_path / 'o'}",
+              tmp_path=tmp_path)
+    assert verified_contents(f"oci:{tmp_path / 'o'}") == {hex_: {name}}
+    # Within one daemon, under another name (its archive staged on the way).
+    again = daemon.unique("cc16-again:2")
+    tarexport("copy", f"docker-daemon:{name}", f"docker-daemon:{again}", tmp_path=tmp_path,
+              host=daemon.host)
+    assert daemon.inspect(again)["Id"] == f"sha256:{hex_}"
