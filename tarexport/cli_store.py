@@ -36,7 +36,7 @@ from .sizes import content_size, human_duration, human_size
 from .stores.oci_edit import remove
 from .stores.oci_layout import OCILayoutStore, _manifest_bytes
 from .transports.local import open_layout, open_store
-from .transports.stores import AnyStore
+from .transports.stores import AnyStore, latest_form
 
 __all__ = ["add_parsers", "image_rows", "tabulate"]
 
@@ -55,13 +55,15 @@ _IMAGES_HEADERS = {
 
 
 def resolve_one(store: AnyStore, name: str) -> Digest:
-    """The image ``name`` names (a tag, a digest reference, an ID or a unique ID prefix)."""
-    resolved = Saver(store, store, store)._resolve([name])
-    ref = parse_any_reference(name)
-    if isinstance(ref, Named) and ref.tag is None and ref.digest is None and len(resolved) > 1:
-        # `docker inspect app` means app:latest, not every tag of app.
-        resolved = Saver(store, store, store)._resolve([f"{name}:latest"])
-    return next(iter(resolved))
+    """The image ``name`` names, as ``docker inspect`` finds it: a tag (a repository alone is
+    its ``latest``), a digest reference, else an image ID or unique ID prefix."""
+    latest = latest_form(name)
+    if latest is not None:
+        try:
+            return store.get(latest)
+        except ReferenceNotFound:
+            return Saver(store, store, store)._search(name)
+    return next(iter(Saver(store, store, store)._resolve([name])))
 
 
 def _layer_sizes(store: AnyStore, image: Image) -> Optional[int]:

@@ -239,7 +239,10 @@ def test_inspect_and_images_options(tmp_path: Path) -> None:
     assert [i["Id"] for i in info] == [f"sha256:{app}"]
     assert info[0]["Config"] == config["config"] and info[0]["RepoTags"] == ["cc-s-app:1"]
     assert info[0]["Manifest"]["config"]["digest"] == f"sha256:{app}"
-    assert ok(tmp_path, "inspect", "-f", "{{.Id}} {{json .Config.Env}}", "cc-s-app") == (
+    # A repository alone is its `latest` tag, as for docker; an ID prefix works too.
+    assert run(tmp_path, "inspect", "cc-s-app").stderr == "Error: No such image: cc-s-app\n"
+    assert json.loads(ok(tmp_path, "inspect", app[:10]))[0]["Id"] == f"sha256:{app}"
+    assert ok(tmp_path, "inspect", "-f", "{{.Id}} {{json .Config.Env}}", "cc-s-app:1") == (
         f"sha256:{app} {json.dumps(config['config']['Env'], separators=(',', ':'))}\n")
     proc = run(tmp_path, "inspect", "cc-s-app:1", "nope:1")
     assert proc.returncode == 1 and proc.stderr == "Error: No such image: nope:1\n"

@@ -9,9 +9,11 @@ private layout first, removed when the copy ends.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import tempfile
 from collections.abc import Sequence
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Callable, Optional, Union
 
 from ..errors import InvalidTransport, StoreError
 from ..load import LoadResult, load
@@ -56,11 +58,19 @@ def open_destination(place: Union[str, ImageDestination]) -> ImageDestination:
     return made
 
 
-def _install() -> None:
-    from . import daemon, local
+BUILTIN = ("local", "daemon", "registry")
+"""The transport modules of this package; each has ``install()``, registering its names.
+One that is not there (a registry transport not installed) is skipped."""
 
-    local.install()
-    daemon.install()
+
+def _install() -> None:
+    for module_name in BUILTIN:
+        qualified = f"{__package__}.{module_name}"
+        if importlib.util.find_spec(qualified) is None:
+            continue
+        module = importlib.import_module(qualified)
+        install: Callable[[], None] = module.install
+        install()
 
 
 def copy(

@@ -28,12 +28,13 @@ import attrs
 from .. import profiles
 from ..errors import DaemonError, DaemonUnavailable, InvalidTransport, OutputError
 from ..profiles import Profile
-from ..reference import Named
+from ..reference import Named, familiar_string
 from ..save import SavePlan
 from ..stores.protocols import ImageSink
 from .archive import plan_archive
 from .base import ArchiveStream, CopyOptions, CopyResult, Selection
 from .names import TransportName, register
+from .stores import latest_form
 
 __all__ = [
     "API_VERSION",
@@ -344,8 +345,12 @@ class DaemonSource:
 
     def open(self, stack: contextlib.ExitStack) -> ArchiveStream:
         self.client.inspect(self.name)  # "No such image: x" before any transfer
-        stream = stack.enter_context(self.client.save([self.name]))
-        return ArchiveStream(stream, (self.name,))
+        # A repository alone is its latest tag, as the daemon resolves it for inspect; the
+        # save endpoint would otherwise send every tag of the repository.
+        latest = latest_form(self.name)
+        name = self.name if latest is None else familiar_string(latest)
+        stream = stack.enter_context(self.client.save([name]))
+        return ArchiveStream(stream, (name,))
 
 
 @attrs.frozen

@@ -154,7 +154,15 @@ class LayoutDestination:
         return OCILayoutStore(self.path, create=True)
 
     def sink(self, stack: contextlib.ExitStack) -> Optional[ImageSink]:
-        return self._store()
+        existed = os.path.exists(self.path)
+
+        def forget_on_failure(failed: Optional[type], *rest: object) -> None:
+            if failed is not None and not existed:  # a layout made for nothing goes again
+                shutil.rmtree(self.path, ignore_errors=True)
+
+        store = self._store()
+        stack.push(forget_on_failure)
+        return store
 
     def write(self, selection: Selection, options: CopyOptions) -> CopyResult:
         existed = os.path.exists(self.path)

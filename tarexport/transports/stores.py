@@ -28,7 +28,14 @@ from ..errors import (
 )
 from ..image import Image
 from ..progress import Progress
-from ..reference import Named, Reference
+from ..reference import (
+    Named,
+    Reference,
+    familiar_name,
+    is_name_only,
+    parse_any_reference,
+    tag_name_only,
+)
 from ..save import Saver
 from ..stores.protocols import (
     BlobWriter,
@@ -54,10 +61,12 @@ def select(
     references: ReferenceStore,
     name: Optional[str],
 ) -> Selection:
-    """The images ``name`` chooses (Docker's rules, as ``docker save`` resolves names).
+    """The images ``name`` chooses.
 
-    ``None`` chooses every image with all its tags. A tag or digest chooses one image; a name
-    alone every tag of that repository; an ID (or a unique prefix) the image without a name.
+    ``None`` chooses every image with all its tags. A tag or digest chooses one image; a
+    repository alone means its ``latest`` tag (as skopeo reads a REF), and when there is no
+    such tag, Docker's rules for ``docker save`` apply (an ID or unique ID prefix chooses that
+    image without a name).
     """
     if name is None:
         chosen = [
@@ -65,10 +74,29 @@ def select(
             for image_id in images.search("")
         ]
     else:
+        latest = latest_form(name)
+        if latest is not None:
+            try:
+                chosen = [SelectedImage(references.get(latest), (latest,))]
+                return Selection(images, layers, references, parents_first(images, chosen))
+            except ReferenceNotFound:
+                pass  # not a name here: maybe an image ID prefix
         # Saver's resolution is Docker's parseNames: one place for the rules.
         resolved = Saver(images, layers, references)._resolve([name])
         chosen = [SelectedImage(image_id, tuple(tags)) for image_id, tags in resolved.items()]
     return Selection(images, layers, references, parents_first(images, chosen))
+
+
+def latest_form(name: str) -> Optional[Named]:
+    """``name:latest`` when ``name`` is a repository alone (skopeo's and Docker's default tag
+    for one image), else ``None`` (a tag, a digest, an ID)."""
+    try:
+        ref = parse_any_reference(name)
+    except TarexportError:
+        return None
+    if not isinstance(ref, Named) or not is_name_only(ref) or familiar_name(ref) == "sha256":
+        return None
+    return tag_name_only(ref)
 
 
 def _tags(refs: Sequence[Named]) -> tuple[Named, ...]:
