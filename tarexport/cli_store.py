@@ -36,7 +36,7 @@ from .sizes import content_size, human_duration, human_size
 from .stores.oci_edit import remove
 from .stores.oci_layout import OCILayoutStore, _manifest_bytes
 from .transports.local import open_layout, open_store
-from .transports.stores import AnyStore, latest_form
+from .transports.stores import AnyStore, latest_form, resolve_names
 
 __all__ = ["add_parsers", "image_rows", "tabulate"]
 
@@ -63,7 +63,7 @@ def resolve_one(store: AnyStore, name: str) -> Digest:
             return store.get(latest)
         except ReferenceNotFound:
             return Saver(store, store, store)._search(name)
-    return next(iter(Saver(store, store, store)._resolve([name])))
+    return resolve_names(store, store, store, [name])[0].id
 
 
 def _layer_sizes(store: AnyStore, image: Image) -> Optional[int]:

@@ -48,7 +48,15 @@ from ..stores.protocols import (
 )
 from .base import CopyOptions, CopyResult, SelectedImage, Selection, unique_images
 
-__all__ = ["SelectionStore", "SinkDestination", "StoreSource", "parents_first", "select"]
+__all__ = [
+    "SelectionStore",
+    "SinkDestination",
+    "StoreSource",
+    "latest_form",
+    "parents_first",
+    "resolve_names",
+    "select",
+]
 
 
 class AnyStore(ImageStore, LayerStore, ReferenceStore, Protocol):
@@ -81,10 +89,21 @@ def select(
                 return Selection(images, layers, references, parents_first(images, chosen))
             except ReferenceNotFound:
                 pass  # not a name here: maybe an image ID prefix
-        # Saver's resolution is Docker's parseNames: one place for the rules.
-        resolved = Saver(images, layers, references)._resolve([name])
-        chosen = [SelectedImage(image_id, tuple(tags)) for image_id, tags in resolved.items()]
+        chosen = resolve_names(images, layers, references, [name])
     return Selection(images, layers, references, parents_first(images, chosen))
+
+
+def resolve_names(
+    images: ImageStore, layers: LayerStore, references: ReferenceStore, names: Sequence[str]
+) -> list[SelectedImage]:
+    """Docker's ``parseNames``, as the Saver applies it (one place for the rules): each image
+    the names select, once, with the tags they select it by."""
+    tags: dict[Digest, list[Named]] = {}
+    for image_id, tag in Saver(images, layers, references)._resolve(names):
+        found = tags.setdefault(image_id, [])
+        if tag is not None and tag not in found:
+            found.append(tag)
+    return [SelectedImage(image_id, tuple(found)) for image_id, found in tags.items()]
 
 
 def latest_form(name: str) -> Optional[Named]:
