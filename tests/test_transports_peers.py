@@ -55,21 +55,53 @@ def tarexport(
 ROUND_TRIP = ("s10-base-and-derived-together", "s08-build-bigfile-3MiB", "s07-build-fszoo")
 
 
+def unique_images(case: str, daemon: DockerScratch, tmp_path: Path) -> Dict[str, List[bytes]]:
+    """The golden's images with a label of this test in their configs, in an OCI layout.
+
+    The layers are the golden's; the image IDs are this test's own, so no other test of the
+    shared daemons removes them by ID while this one runs. Returns name -> layer tars; the
+    layout is ``tmp_path / case``, and each image's ID is ``sha256(config)`` of
+    :func:`labelled`.
+    """
+    golden = read_golden(case)
+    store = OCILayoutStore(tmp_path / case, create=True)
+    made: Dict[str, List[bytes]] = {}
+    for hex_, tags in golden_contents(case).items():
+        (tag,) = tags
+        repository, _, tagged = tag.rpartition(":")
+        name = daemon.unique(f"cc16-{repository.split('/')[-1]}:{tagged}")
+        store.add_image(labelled(golden.configs[hex_], daemon.token), golden.layers[hex_], [name])
+        made[name] = golden.layers[hex_]
+    return made
+
+
+def labelled(config: bytes, token: str) -> bytes:
+    value = json.loads(config)
+    value["config"] = dict(value.get("config") or {}, Labels={"test.token": token})
+    return json.dumps(value).encode()
+
+
+def image_hex(case: str, name: str, daemon: DockerScratch) -> str:
+    golden = read_golden(case)
+    for hex_, tags in golden_contents(case).items():
+        (tag,) = tags
+        repository, _, tagged = tag.rpartition(":")
+        if daemon.unique(f"cc16-{repository.split('/')[-1]}:{tagged}") == name:
+            return hashlib.sha256(labelled(golden.configs[hex_], daemon.token)).hexdigest()
+    raise KeyError(name)
+
+
 @pytest.mark.parametrize("case", ROUND_TRIP)
 def test_daemon_write_then_read_without_a_docker_cli(
     daemon: DockerScratch, case: str, tmp_path: Path
 ) -> None:
-    golden = read_golden(case)
-    archive = GOLDENS_DIR / case / "save.tar"
-    for hex_, tags in golden_contents(case).items():
-        (tag,) = tags
-        name = daemon.unique(f"cc16-{tag.split(':')[0].split('/')[-1]}:{tag.split(':')[1]}")
-        proc = tarexport("copy", f"docker-archive:{archive}:{tag}", f"docker-daemon:{name}",
+    for name, layers in unique_images(case, daemon, tmp_path).items():
+        hex_ = image_hex(case, name, daemon)
+        proc = tarexport("copy", f"oci:{tmp_path / case}:{name}", f"docker-daemon:{name}",
                          tmp_path=tmp_path, host=daemon.host)
         assert proc.stdout.decode().splitlines() == [f"Loaded image: {name}"]
         info = daemon.inspect(name)
-        layers = [sha256(layer) for layer in golden.layers[hex_]]
-        assert info["RootFS"]["Layers"] == layers
+        assert info["RootFS"]["Layers"] == [sha256(layer) for layer in layers]
         if not daemon.containerd:  # the containerd store's IDs are manifest digests
             assert info["Id"] == f"sha256:{hex_}"
         back = tmp_path / f"back-{hex_[:12]}"
@@ -80,14 +112,13 @@ def test_daemon_write_then_read_without_a_docker_cli(
 
 def test_daemon_read_into_the_default_store_renamed(daemon: DockerScratch, tmp_path: Path) -> None:
     case = "s11-siblings-shared-base"
-    archive = GOLDENS_DIR / case / "save.tar"
-    name = daemon.unique("cc16-sib:1")
-    tarexport("copy", f"docker-archive:{archive}:cc-s-sib/a:1", f"docker-daemon:{name}",
+    name = sorted(unique_images(case, daemon, tmp_path))[0]
+    hex_ = image_hex(case, name, daemon)
+    tarexport("copy", f"oci:{tmp_path / case}:{name}", f"docker-daemon:{name}",
               tmp_path=tmp_path, host=daemon.host)
     proc = tarexport("copy", f"docker-daemon:{name}", "renamed/a:2", tmp_path=tmp_path,
                      host=daemon.host)
     assert proc.stdout.decode().splitlines() == ["Loaded image: renamed/a:2"]
-    (hex_,) = [h for h, t in golden_contents(case).items() if t == {"cc-s-sib/a:1"}]
     assert verified_contents(f"oci:{tmp_path / 'default-store'}") == {hex_: {"renamed/a:2"}}
     # And from the daemon to an archive file (staged in a private layout on the way).
     out = tmp_path / "from-daemon.tar"
@@ -274,11 +305,10 @@ def test_daemon_data_root_read_without_the_daemon(daemon: DockerScratch, tmp_pat
     if daemon.containerd or not daemon.data_root:
         pytest.skip("the containerd image store keeps images in containerd, not the data root")
     case = "s10-base-and-derived-together"
-    archive = GOLDENS_DIR / case / "save.tar"
-    name = daemon.unique("cc16-root:1")
-    tarexport("copy", f"docker-archive:{archive}:cc-s-app:1", f"docker-daemon:{name}",
+    name = sorted(unique_images(case, daemon, tmp_path))[0]
+    hex_ = image_hex(case, name, daemon)
+    tarexport("copy", f"oci:{tmp_path / case}:{name}", f"docker-daemon:{name}",
               tmp_path=tmp_path, host=daemon.host)
-    (hex_,) = [h for h, t in golden_contents(case).items() if t == {"cc-s-app:1"}]
     tarexport("copy", f"docker-root:{daemon.data_root}:{name}", f"oci:{tmp_path / 'o'}",
               tmp_path=tmp_path)
     assert verified_contents(f"oci:{tmp_path / 'o'}") == {hex_: {name}}
