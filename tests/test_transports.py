@@ -326,3 +326,20 @@ def test_a_tag_of_two_repositories_in_a_docker_25_archive_is_ambiguous(tmp_path:
         copy(f"oci-archive:{hybrid}:1", f"oci:{tmp_path / 'out'}")
     copy(f"oci-archive:{hybrid}:cc-s-sib/b:1", f"oci:{tmp_path / 'out'}")
     assert list(verified_contents(f"oci:{tmp_path / 'out'}").values()) == [{"cc-s-sib/b:1"}]
+
+
+def test_a_bare_tag_destination_keeps_the_repository(tmp_path: Path) -> None:
+    golden = GOLDENS_DIR / "s11-siblings-shared-base" / "save.tar"
+    contents = golden_contents("s11-siblings-shared-base")
+    (hex_,) = [h for h, tags in contents.items() if tags == {"cc-s-sib/b:1"}]
+    copy(f"docker-archive:{golden}:cc-s-sib/b:1", f"oci:{tmp_path / 'l'}:stable")
+    assert verified_contents(f"oci:{tmp_path / 'l'}") == {hex_: {"cc-s-sib/b:stable"}}
+    with pytest.raises(InvalidTransport, match=r"names one image, but the source holds 2"):
+        copy(f"docker-archive:{golden}", f"oci:{tmp_path / 'm'}:stable")
+    with pytest.raises(InvalidTransport, match=r"invalid tag format"):
+        copy(f"docker-archive:{golden}:cc-s-sib/b:1", f"oci:{tmp_path / 'm'}:-bad")
+    img = image(1)
+    _hand_layout(tmp_path / "bare", [(img.config, img.layers, {ANNOTATION_REF_NAME: "v1"})])
+    with pytest.raises(InvalidTransport, match=r"tag 'v1' alone"):
+        copy(f"oci:{tmp_path / 'bare'}:v1", f"oci:{tmp_path / 'm'}:v2")
+    assert not (tmp_path / "m").exists()

@@ -16,7 +16,7 @@ import attrs
 
 from .. import profiles
 from ..errors import InvalidTransport, NameConflict, StoreError, TarexportError
-from ..reference import Named, parse_normalized_named, tag_name_only
+from ..reference import Named, parse_normalized_named, tag_name_only, with_tag
 from ..stores.docker_archive import DockerArchiveStore
 from ..stores.docker_root import DockerRootStore
 from ..stores.memory import MemoryStore
@@ -141,11 +141,16 @@ def by_ref_name(store: OCILayoutStore, ref_name: str, text: str) -> Optional[Sel
 
 @attrs.frozen
 class LayoutDestination:
-    """``oci:DIR[:REF]``, created when missing."""
+    """``oci:DIR[:REF]``, created when missing.
+
+    A REF that is a bare tag (``oci:DIR:latest``, as skopeo users write it) is ``tag``: the
+    image keeps its repository and gets that tag (``app:1`` becomes ``app:latest``).
+    """
 
     path: str
     reference: Optional[Named]
     text: str
+    tag: Optional[str] = None
 
     def describe(self) -> str:
         return self.text
@@ -154,6 +159,8 @@ class LayoutDestination:
         return OCILayoutStore(self.path, create=True)
 
     def sink(self, stack: contextlib.ExitStack) -> Optional[ImageSink]:
+        if self.tag is not None:
+            return None  # the repository is known only once the archive is read
         existed = os.path.exists(self.path)
 
         def forget_on_failure(failed: Optional[type], *rest: object) -> None:
@@ -165,6 +172,8 @@ class LayoutDestination:
         return store
 
     def write(self, selection: Selection, options: CopyOptions) -> CopyResult:
+        if self.tag is not None:
+            selection = self._retagged(selection)
         existed = os.path.exists(self.path)
         try:
             return SinkDestination(self._store(), self.reference, self.text).write(
@@ -176,6 +185,21 @@ class LayoutDestination:
             raise
 
 
+    def _retagged(self, selection: Selection) -> Selection:
+        assert self.tag is not None
+        if len(selection.selected) != 1:
+            raise InvalidTransport(
+                self.text, f"names one image, but the source holds {len(selection.selected)}"
+            )
+        names = selection.selected[0].references
+        if not names:
+            raise InvalidTransport(
+                self.text, f"the image has no repository to tag {self.tag!r}: name one "
+                "(oci:DIR:REPOSITORY:TAG)"
+            )
+        return selection.renamed(with_tag(names[0], self.tag))
+
+
 # -- factories ----------------------------------------------------------------------------
 
 
@@ -184,6 +208,13 @@ def _oci_source(name: TransportName) -> LayoutSource:
 
 
 def _oci_destination(name: TransportName) -> LayoutDestination:
+    ref = name.reference
+    if ref is not None and not any(c in ref for c in ":/@"):
+        try:  # a bare tag: checked by the tag grammar
+            with_tag(parse_normalized_named("x"), ref)
+        except TarexportError as exc:
+            raise InvalidTransport(name.text, str(exc)) from None
+        return LayoutDestination(name.path, None, name.text, tag=ref)
     return LayoutDestination(name.path, destination_reference(name), name.text)
 
 
