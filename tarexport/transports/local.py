@@ -27,7 +27,18 @@ from .base import CopyOptions, CopyResult, SelectedImage, Selection
 from .names import DEFAULT_STORE, TransportName, parse, register
 from .stores import AnyStore, SinkDestination, StoreSource, parents_first, select
 
-__all__ = ["default_store_path", "destination_reference", "install", "open_default_store"]
+__all__ = [
+    "LayoutDestination",
+    "LayoutSource",
+    "OCIArchiveSource",
+    "by_ref_name",
+    "default_store_path",
+    "destination_reference",
+    "install",
+    "open_default_store",
+    "open_layout",
+    "open_store",
+]
 
 
 def default_store_path(environ: Optional[Mapping[str, str]] = None) -> Path:
