@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import BinaryIO, Callable, Optional, Union
 
+from ..digest import Digest
 from ..errors import InvalidTransport, StoreError
 from ..load import LoadResult, load
 from ..progress import ProgressCallback
@@ -171,20 +172,20 @@ class _RenamingLoad:
     def stage_blob(self) -> BlobWriter:
         return self.txn.stage_blob()
 
-    def open_staged(self, digest: object) -> BinaryIO:
-        return self.txn.open_staged(digest)  # type: ignore[arg-type]
+    def open_staged(self, digest: Digest) -> BinaryIO:
+        return self.txn.open_staged(digest)
 
     def commit_image(
         self,
-        config: object,
-        layers: Sequence[object],
+        config: Digest,
+        layers: Sequence[Digest],
         references: Sequence[Named],
-        parent: object,
+        parent: Optional[Digest],
     ) -> None:
         if self.committed:
             raise InvalidTransport(str(self.reference), "names one image, the source holds more")
         self.committed += 1
-        self.txn.commit_image(config, layers, [self.reference], parent)  # type: ignore[arg-type]
+        self.txn.commit_image(config, layers, [self.reference], parent)
 
     def close(self) -> None:
         self.txn.close()
