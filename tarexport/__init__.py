@@ -12,6 +12,7 @@ from .load import Limits, LoadedImage, Loader, LoadResult, load
 from .progress import Progress
 from .save import SavePlan, Saver
 from .stores import DockerArchiveStore, DockerRootStore, MemoryStore, OCILayoutStore
+from .transports.copier import copy as copy_images
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "Saver",
     "TarexportError",
     "__version__",
+    "copy_images",
     "errors",
     "load",
     "profiles",

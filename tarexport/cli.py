@@ -27,18 +27,13 @@ from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, TextIO,
 
 import attrs
 
-from . import __version__, cli_prune, profiles
-from .digest import chain_ids
-from .display import Display, JsonLines, LogLines, StatusLine, format_size
+from . import __version__, cli_copy, cli_prune, cli_store, profiles
+from .display import Display, JsonLines, LogLines, StatusLine
 from .errors import InvalidArchive, TarexportError
-from .gotime import GoTime
-from .image import Image
 from .leftovers import create_partial, undone_on_failure
 from .load import load
 from .profiles import Profile
 from .reference import (
-    Named,
-    familiar_name,
     familiar_string,
     parse_normalized_named,
     tag_name_only,
@@ -317,70 +312,6 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_images(args: argparse.Namespace) -> int:
-    store = _open_source(args.source)
-    # What is broken is listed (on stderr, status 1) and the rest still is, as ls does.
-    problems = [
-        f"{entry.name or entry.digest or f'index entry {entry.position}'}: {entry.reason}"
-        for entry in store.broken()
-    ] if isinstance(store, OCILayoutStore) else []
-    listed = []
-    for image_id in store.search(""):
-        try:
-            image = Image.from_bytes(store.get_config(image_id))
-        except TarexportError as exc:
-            if not isinstance(store, OCILayoutStore):  # else broken() has it already
-                problems.append(f"image {image_id}: {exc}")
-            continue
-        listed.append((image_id, image))
-    # Newest first, as `docker images` lists them.
-    listed.sort(key=lambda pair: (_created_key(pair[1]), pair[0].hex), reverse=True)
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
-    for image_id, image in listed:
-        created = _created_text(image)
-        size = _image_size(store, image)
-        for repository, tag in _names_of(store.references(image_id)):
-            rows.append((repository, tag, image_id.hex[:12], created, size))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    sys.stdout.flush()
-    for problem in problems:
-        _error(f"broken: {problem}")
-    return EXIT_ERROR if problems else EXIT_OK
-
-
-def _names_of(references: Sequence[Named]) -> list[tuple[str, str]]:
-    """``(repository, tag)`` rows for an image: one per tag, else ``<none>`` as Docker shows."""
-    tagged = [(familiar_name(ref), ref.tag) for ref in references if ref.tag is not None]
-    if tagged:
-        return tagged
-    by_digest = dict.fromkeys(familiar_name(ref) for ref in references)
-    return [(name, "<none>") for name in by_digest] or [("<none>", "<none>")]
-
-
-def _created_key(image: Image) -> tuple[int, int]:
-    created = image.created
-    return (created.unix, created.nanos) if created is not None else (-(1 << 63), 0)
-
-
-def _created_text(image: Image) -> str:
-    """When the image was created, in UTC to the second; ``-`` when the config has no date."""
-    created = image.created
-    if created is None:
-        return "-"
-    text = GoTime.from_unix(created.unix).format()
-    return text.removesuffix("Z").replace("T", " ")
-
-
-def _image_size(store: AnyStore, image: Image) -> str:
-    """The sum of the uncompressed layer sizes (Docker's SIZE), ``?`` if a layer is missing."""
-    try:
-        return format_size(sum(store.get_layer(c).size for c in chain_ids(image.diff_ids)))
-    except TarexportError:
-        return "?"
-
-
 def _cmd_ref(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for text in args.refs:
@@ -533,20 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress_options(load_)
     load_.set_defaults(run=_cmd_load)
 
-    images = commands.add_parser(
-        "images",
-        parents=[common],
-        help="list the images of a store",
-        description="List the images of a store, one line per tag.",
-    )
-    images.add_argument(
-        "--from",
-        dest="source",
-        metavar="SOURCE",
-        type=_store_spec,
-        help="oci:DIR, docker-archive:FILE or docker-root:DIR (default: the default store)",
-    )
-    images.set_defaults(run=_cmd_images)
+    cli_store.add_parsers(commands, common)
+    cli_copy.add_parser(commands, common)
 
     ref = commands.add_parser(
         "ref",

@@ -11,6 +11,8 @@ from typing import Optional
 __all__ = [
     "AmbiguousReference",
     "ArchiveDigestMismatch",
+    "DaemonError",
+    "DaemonUnavailable",
     "EmptyExport",
     "ImageNotFound",
     "InvalidArchive",
@@ -19,10 +21,12 @@ __all__ = [
     "InvalidJSON",
     "InvalidReference",
     "InvalidTimestamp",
+    "InvalidTransport",
     "LayerDigestMismatch",
     "LayerIntegrityError",
     "LayerNotFound",
     "LayerSizeMismatch",
+    "NameConflict",
     "OutputError",
     "PlatformNotFound",
     "ReferenceNotFound",
@@ -213,3 +217,37 @@ class StoreWriteError(StoreError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""  # not OSError's "[Errno N] ..." form
+
+
+# -- transports ---------------------------------------------------------------------------
+
+
+class InvalidTransport(TarexportError, ValueError):
+    """An image location (``oci:DIR:REF``, ``docker-daemon:REF``...) cannot be used."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{text!r}: {reason}")
+        self.input = text
+        self.reason = reason
+
+
+class DaemonError(TarexportError):
+    """A Docker daemon refused a request; ``message`` is the daemon's own text.
+
+    ``status`` is the HTTP status (``None`` when the error came in the body of a 200 reply,
+    as ``POST /images/load`` reports a broken archive).
+    """
+
+    def __init__(self, host: str, message: str, status: Optional[int] = None) -> None:
+        super().__init__(f"docker daemon at {host}: {message}")
+        self.host = host
+        self.message = message
+        self.status = status
+
+
+class DaemonUnavailable(DaemonError):
+    """No Docker daemon answers at the host (no socket, refused, not an Engine API)."""
+
+
+class NameConflict(StoreError):
+    """A store names images ambiguously: two names of one descriptor, or one name twice."""

@@ -169,14 +169,17 @@ def test_add_reference(tmp_path: Path) -> None:
         store.add_reference("x:1", "sha256:" + "0" * 64)
 
 
-def test_written_manifest_and_index_are_docker_25s(tmp_path: Path) -> None:
+def test_written_manifest_and_index_are_docker_25s_with_a_whole_ref_name(tmp_path: Path) -> None:
     store = OCILayoutStore(tmp_path / "l", create=True)
     img = image(1, tags=())
     image_id = store.add_image(img.config, img.layers, ["registry.example:5000/a/b:v1"])
     index = json.loads(Path(store.path, "index.json").read_bytes())
     (desc,) = index["manifests"]
     assert desc["annotations"] == {
-        ANNOTATION_IMAGE_NAME: "registry.example:5000/a/b:v1", ANNOTATION_REF_NAME: "v1"}
+        # ref.name holds the whole name (Docker 25 writes the tag alone): skopeo and umoci
+        # look images up by it, and two repositories' `v1` must stay apart for them.
+        ANNOTATION_IMAGE_NAME: "registry.example:5000/a/b:v1",
+        ANNOTATION_REF_NAME: "registry.example:5000/a/b:v1"}
     manifest = Path(store.blob_path(Digest.parse(desc["digest"]))).read_bytes()
     assert manifest == (
         b'{"schemaVersion":2,"mediaType":"' + OCI_MANIFEST.encode() + b'","config":{"mediaType":'
@@ -194,7 +197,7 @@ def test_untagged_image_gets_an_unnamed_descriptor_until_it_is_named(tmp_path: P
     assert [d.get("annotations") for d in index["manifests"]] == [None]
     store.add_reference("x:1", image_id)
     index = json.loads(Path(store.path, "index.json").read_bytes())
-    assert [d["annotations"][ANNOTATION_REF_NAME] for d in index["manifests"]] == ["1"]
+    assert [d["annotations"][ANNOTATION_REF_NAME] for d in index["manifests"]] == ["x:1"]
 
 
 # -- reading what other tools write ----------------------------------------------------------
@@ -446,9 +449,9 @@ def _written_layout(case: GoldenCase, tmp_path: Path) -> OCILayoutStore:
 @pytest.mark.parametrize("case", golden_params(SINGLE))
 def test_skopeo_reads_our_layout(case: GoldenCase, tmp_path: Path, skopeo: Any) -> None:
     store = _written_layout(case, tmp_path)
-    tag = case.case["manifest"][0]["RepoTags"][0].rsplit(":", 1)[1]
+    name = case.case["manifest"][0]["RepoTags"][0]  # the ref.name is the whole name
     out = tmp_path / "dir"
-    skopeo.run("copy", f"oci:{store.path}:{tag}", f"dir:{out}")
+    skopeo.run("copy", f"oci:{store.path}:{name}", f"dir:{out}")
     image_id = case.case["images"][0]["id"]
     assert (out / image_id[7:]).read_bytes() == store.get_config(Digest.parse(image_id))
     for diff_id in case.case["images"][0]["diff_ids"]:
@@ -459,7 +462,7 @@ def test_skopeo_reads_our_layout(case: GoldenCase, tmp_path: Path, skopeo: Any) 
 def test_umoci_lists_our_layout(case: GoldenCase, tmp_path: Path, umoci: Any) -> None:
     store = _written_layout(case, tmp_path)
     listed = umoci.run("ls", "--layout", store.path).stdout.decode().split()
-    assert listed == [case.case["manifest"][0]["RepoTags"][0].rsplit(":", 1)[1]]
+    assert listed == [case.case["manifest"][0]["RepoTags"][0]]  # the whole name
     # umoci can also unpack what we wrote (it checks every blob's digest while doing so).
     umoci.run("stat", "--image", f"{store.path}:{listed[0]}")
 

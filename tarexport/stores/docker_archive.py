@@ -308,6 +308,10 @@ def read_archive(source: ArchiveSource) -> ArchiveContents:
         entries = parse_manifest(source.read_small(member, MANIFEST))
         images = [_manifest_image(source, entry, n) for n, entry in enumerate(entries)]
         return ArchiveContents(tuple(_link_parents(images)), legacy=False)
+    if "index.json" in index and "oci-layout" in index:  # an OCI layout alone (oci-archive)
+        from .oci_archive import oci_images
+
+        return ArchiveContents(tuple(oci_images(source)), legacy=False)
     if REPOSITORIES not in index and not _has_v1_layer(index):
         raise InvalidArchive(FILE_SYSTEM_TAR)
     return ArchiveContents(tuple(_legacy_images(source)), legacy=True)
@@ -854,6 +858,7 @@ class DockerArchiveStore(StoreTables[ArchiveLayer]):
         source = _FileSource(self.path, index, limits)
         contents = read_archive(source)
         self.legacy = contents.legacy
+        self._source = source
         StoreTables.__init__(self)
         self._order: list[Digest] = []
         for image in contents.images:
@@ -893,6 +898,15 @@ class DockerArchiveStore(StoreTables[ArchiveLayer]):
             self._point(ref, image.id)
 
     # -- what the archive holds ---------------------------------------------------------
+
+    def ref_names(self) -> dict[str, list[tuple[Digest, Optional[Named]]]]:
+        """The ``org.opencontainers.image.ref.name`` values of an OCI ``index.json`` in the
+        archive, each with the images (ID, full name) it is given to; ``{}`` without one."""
+        if "index.json" not in self._source.index:
+            return {}
+        from .oci_archive import ref_names
+
+        return ref_names(self._source)
 
     @property
     def image_ids(self) -> tuple[Digest, ...]:

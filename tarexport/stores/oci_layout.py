@@ -47,6 +47,7 @@ from ..errors import (
     InvalidReference,
     LayerDigestMismatch,
     LayerNotFound,
+    NameConflict,
     PlatformNotFound,
     ReferenceNotFound,
     StoreError,
@@ -65,6 +66,7 @@ from ..leftovers import (
 from ..reference import (
     Named,
     Reference,
+    familiar_string,
     parse_normalized_named,
     tag_name_only,
 )
@@ -250,23 +252,42 @@ def _descriptor_json(desc: _Descriptor) -> dict[str, Any]:
     return out
 
 
-def _reference_of(annotations: Mapping[str, str]) -> Optional[Named]:
-    """The name a descriptor gives its image, if it gives one we can parse."""
-    full = annotations.get(ANNOTATION_IMAGE_NAME)
-    candidates = [full] if full else []
+def _parse_name(text: str) -> Optional[Named]:
+    try:
+        named = parse_normalized_named(text)
+    except InvalidReference:
+        return None
+    if named.tag is not None and named.digest is not None:
+        return None
+    return tag_name_only(named)
+
+
+def _is_whole_reference(ref_name: str) -> bool:
+    """Whether a ``ref.name`` is a whole reference; a bare tag (``latest``) names no repository."""
+    return any(c in ref_name for c in ":/@")
+
+
+def _reference_of(annotations: Mapping[str, str], what: str = "descriptor") -> Optional[Named]:
+    """The name a descriptor gives its image, if it gives one we can parse.
+
+    ``io.containerd.image.name`` holds a whole reference; ``org.opencontainers.image.ref.name``
+    holds a whole reference (skopeo, umoci, tarexport) or just the tag (Docker 25+). When both
+    are there they must agree; two names for one descriptor raise :class:`NameConflict`.
+    """
+    full_text = annotations.get(ANNOTATION_IMAGE_NAME)
     ref_name = annotations.get(ANNOTATION_REF_NAME)
-    # A bare tag ("latest") names no repository: only a whole reference counts.
-    if ref_name and any(c in ref_name for c in ":/@"):
-        candidates.append(ref_name)
-    for text in candidates:
-        try:
-            named = parse_normalized_named(text)
-        except InvalidReference:
-            continue
-        if named.tag is not None and named.digest is not None:
-            continue
-        return tag_name_only(named)
-    return None
+    full = _parse_name(full_text) if full_text else None
+    by_ref_name = (
+        _parse_name(ref_name) if ref_name and _is_whole_reference(ref_name) else None
+    )
+    if full is not None and ref_name:
+        agrees = ref_name == full.tag or by_ref_name == full
+        if not agrees:
+            raise NameConflict(
+                f"{what}: its names disagree: {ANNOTATION_IMAGE_NAME} is {full_text!r}, "
+                f"{ANNOTATION_REF_NAME} is {ref_name!r}"
+            )
+    return full if full is not None else by_ref_name
 
 
 @attrs.frozen
@@ -323,12 +344,24 @@ class _Snapshot:
         self.images: dict[Digest, _Image] = {}
         self.parents: dict[Digest, Digest] = {}
         self.references: dict[Named, _Entry] = {}
+        self.conflicts: dict[Named, NameConflict] = {}
         for entry in entries:
+            if isinstance(entry.error, NameConflict):
+                for key in (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME):
+                    named = _parse_name(entry.descriptor.annotations.get(key, ""))
+                    if named is not None:
+                        self.conflicts[named] = entry.error
             if entry.image is not None:
                 self.images.setdefault(entry.image.config, entry.image)
                 if entry.image.parent is not None:
                     self.parents.setdefault(entry.image.config, entry.image.parent)
             if entry.reference is not None:
+                seen = self.references.get(entry.reference)
+                if seen is not None and _image_key(seen) != _image_key(entry):
+                    self.conflicts[entry.reference] = NameConflict(
+                        f"{entry.reference} names two images in index.json: "
+                        f"manifests {seen.descriptor.digest} and {entry.descriptor.digest}"
+                    )
                 self.references.pop(entry.reference, None)
                 self.references[entry.reference] = entry
         self.layers: Optional[dict[Digest, Any]] = None
@@ -679,13 +712,16 @@ class OCILayoutStore:
                 # Kept in place (a rewrite preserves it), but it names and holds nothing.
                 entries.append(_Entry(_UNREADABLE, None, None, exc))
                 continue
-            reference = _reference_of(descriptor.annotations)
             image: Optional[_Image] = None
             error: Optional[Exception] = None
             try:
+                reference = _reference_of(descriptor.annotations, f"{path} manifests[{n}]")
+            except NameConflict as exc:
+                reference, error = None, exc
+            try:
                 image = self._resolve(descriptor, reference, 0)
             except (StoreError, PlatformNotFound) as exc:
-                error = exc
+                error = error or exc
             entries.append(_Entry(descriptor, reference, image, error))
         return _Snapshot(identity, raw, entries)
 
@@ -871,7 +907,10 @@ class OCILayoutStore:
     # -- ReferenceStore -----------------------------------------------------------------
 
     def get(self, reference: Reference) -> Digest:
-        entry = self._snapshot().references.get(reference) if isinstance(reference, Named) else None
+        snapshot = self._snapshot()
+        if isinstance(reference, Named) and reference in snapshot.conflicts:
+            raise snapshot.conflicts[reference]
+        entry = snapshot.references.get(reference) if isinstance(reference, Named) else None
         if entry is None:
             raise ReferenceNotFound(str(reference))
         if entry.error is not None:
@@ -880,6 +919,10 @@ class OCILayoutStore:
         return entry.image.config
 
     def references_by_name(self, name: Named) -> Sequence[tuple[Named, Digest]]:
+        snapshot = self._snapshot()
+        for ref, conflict in snapshot.conflicts.items():
+            if ref.name == name.name:
+                raise conflict
         return [
             (ref, entry.image.config)
             for ref, entry in self._snapshot().references.items()
@@ -999,10 +1042,10 @@ def _name_annotations(ref: Optional[Named]) -> dict[str, str]:
     """The annotations that name an image: the full reference, and the tag alone."""
     if ref is None:
         return {}
-    annotations = {ANNOTATION_IMAGE_NAME: str(ref)}
-    if ref.tag is not None:
-        annotations[ANNOTATION_REF_NAME] = ref.tag
-    return annotations
+    # skopeo and umoci look images up by ref.name: a tag alone would make two repositories'
+    # `latest` indistinguishable to them, so it holds the whole name, as the user spells it
+    # (`app:1`, `oci:DIR:app:1`), which reads back as the same reference.
+    return {ANNOTATION_IMAGE_NAME: str(ref), ANNOTATION_REF_NAME: familiar_string(ref)}
 
 
 def _is_unnamed(entry: _Entry) -> bool:
