@@ -188,8 +188,9 @@ class Puller:
         self._emit(RegistryEvent("retry", message=message))
 
     def resolve(self, client: RegistryClient, ref: proto.RegistryRef
-                ) -> tuple[Digest, proto.ImageManifest]:
-        """The image manifest ``ref`` names for this puller's platform, verified."""
+                ) -> tuple[Digest, proto.ImageManifest, bytes]:
+        """The image manifest ``ref`` names for this puller's platform, verified: its digest,
+        the manifest and its bytes."""
         what = str(ref.named)
         data, ctype, header = client.get_manifest(ref.repository, ref.reference)
         digest = _manifest_digest(data, ref.digest, header, what)
@@ -202,11 +203,16 @@ class Puller:
             if not isinstance(manifest, proto.ImageManifest):
                 raise RegistryRejected(f"{what}: the index's manifest for {self.platform} is "
                                        "itself an index")
-        return digest, manifest
+        return digest, manifest, data
 
     def _pull(self, client: RegistryClient, ref: proto.RegistryRef,
               tag: Optional[Named]) -> PullResult:
-        digest, manifest = self.resolve(client, ref)
+        digest, manifest, _ = self.resolve(client, ref)
+        return self.pull_manifest(client, ref, digest, manifest, tag)
+
+    def pull_manifest(self, client: RegistryClient, ref: proto.RegistryRef, digest: Digest,
+                      manifest: proto.ImageManifest, tag: Optional[Named]) -> PullResult:
+        """Pull the image of a manifest already resolved (see :meth:`resolve`)."""
         config = self._config(client, ref, manifest)
         image = Image.from_bytes(config)
         if len(image.diff_ids) != len(manifest.layers):

@@ -35,7 +35,7 @@ from .events import RegistryEvent, RegistryProgress
 from .registry import RegistryClient, UploadSession
 from .streams import GzipStream, prefetch
 
-__all__ = ["BlobPlan", "PushPlan", "PushResult", "Pusher", "push"]
+__all__ = ["BlobPlan", "PushPlan", "PushResult", "Pusher", "plan_copy", "push"]
 
 MONOLITHIC_LIMIT = 4 << 20
 """Blobs up to this size whose digest is known go up in a single ``PUT``."""
@@ -72,6 +72,8 @@ class PushPlan:
     config: BlobPlan
     layers: tuple[BlobPlan, ...]
     manifest_type: str
+    manifest: Optional[bytes] = attrs.field(default=None, repr=False)
+    """The manifest to put as it is (a copy between registries keeps its digest)."""
 
 
 @attrs.frozen
@@ -185,7 +187,10 @@ class Pusher:
 
     def push(self, name: str, destination: Union[str, proto.RegistryRef]) -> PushResult:
         """Push the image ``name`` to ``destination`` (``docker://HOST/REPO[:TAG]``)."""
-        plan = self.plan(name, destination)
+        return self.run(self.plan(name, destination))
+
+    def run(self, plan: PushPlan) -> PushResult:
+        """Carry out a plan: the blobs settled in order, then the manifest put."""
         client = self.client or RegistryClient(plan.destination.registry,
                                                on_notice=self._retry_notice)
         try:
@@ -231,7 +236,7 @@ class _Push:
         self.pusher._emit(RegistryEvent("start", total=1 + len(plan.layers)))
         layers = [self._settle(blob) for blob in plan.layers]
         config = self._settle(plan.config)
-        manifest = proto.image_manifest_bytes(plan.manifest_type, config, layers)
+        manifest = plan.manifest or proto.image_manifest_bytes(plan.manifest_type, config, layers)
         digest = Digest.from_bytes(manifest)
         dest = plan.destination
         if dest.digest is not None and dest.digest != digest:
@@ -371,6 +376,29 @@ class _Push:
                 f"{blob.what}: the registry received {session.offset} bytes of {size}")
         self.client.finish_upload(session, digest, scopes=self.scopes)
         return digest, size
+
+
+def plan_copy(
+    client: RegistryClient,
+    source: proto.RegistryRef,
+    manifest: proto.ImageManifest,
+    manifest_bytes: bytes,
+    destination: proto.RegistryRef,
+) -> PushPlan:
+    """A push of a registry's image as it is (blobs streamed across, manifest verbatim)."""
+
+    def opener(digest: Digest) -> Opener:
+        return lambda: client.open_blob(source.repository, digest)  # type: ignore[return-value]
+
+    config = manifest.config
+    layers = tuple(
+        BlobPlan(f"layer {d.digest.short()}", d.media_type, opener(d.digest), d.digest, d.size)
+        for d in manifest.layers
+    )
+    return PushPlan(destination, config.digest,
+                    BlobPlan("config", config.media_type, opener(config.digest), config.digest,
+                             config.size),
+                    layers, manifest.media_type, manifest_bytes)
 
 
 def _skip_hashing(stream: BinaryIO, count: int, hasher: Any) -> Optional[int]:

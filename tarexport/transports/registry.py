@@ -19,6 +19,7 @@ from typing import Callable, Optional, Union
 
 import attrs
 
+from .. import __version__
 from ..digest import Digest
 from ..errors import ConnectionFailed, RegistryAuthError, RegistryError, RegistryUnavailable
 from . import distribution as proto
@@ -30,6 +31,7 @@ __all__ = ["RegistryClient", "UploadSession"]
 Notice = Callable[[str], None]
 BodyFactory = Callable[[], Body]
 
+USER_AGENT = "tarexport/" + __version__
 _REDIRECTS = 5
 _ERROR_BODY_LIMIT = 64 << 10
 
@@ -249,6 +251,7 @@ class RegistryClient:
         redirects do).
         """
         url = path_or_url if "://" in path_or_url else self.base() + path_or_url
+        headers = [*headers, ("User-Agent", USER_AGENT)]
         scope_set = frozenset(scopes)
         reauthenticated = False
         redirects = 0
