@@ -204,6 +204,7 @@ class HTTPTransport:
         replayable = request.body is None or isinstance(request.body, (bytes, bytearray))
         while True:
             conn, reused = self._connect(*key)
+            failure = None
             try:
                 response = self._exchange(conn, request, target)
             except (OSError, http.client.HTTPException) as exc:
@@ -212,7 +213,11 @@ class HTTPTransport:
                 # a fresh one is tried when the request can be sent again as it was.
                 if reused and replayable and _stale(exc):
                     continue
-                raise ConnectionFailed(_describe(exc, parts.netloc)) from exc
+                failure = _describe(exc, parts.netloc)
+            if failure is not None:
+                # Raised outside the handler: a broken pipe to a server is no broken pipe
+                # of this process's output, and must not read as one.
+                raise ConnectionFailed(failure)
             break
 
         def on_close(finished: bool) -> None:
@@ -303,16 +308,20 @@ class _SafeStream:
         self._netloc = netloc
 
     def read(self, n: int = -1) -> bytes:
+        failure = ""
         try:
             return self._response.read(n) if n >= 0 else self._response.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise ConnectionFailed(_describe(exc, self._netloc)) from exc
+            failure = _describe(exc, self._netloc)
+        raise ConnectionFailed(failure)
 
     def readinto(self, buffer: Any) -> int:
+        failure = ""
         try:
             return self._response.readinto(buffer)
         except (OSError, http.client.HTTPException) as exc:
-            raise ConnectionFailed(_describe(exc, self._netloc)) from exc
+            failure = _describe(exc, self._netloc)
+        raise ConnectionFailed(failure)
 
     def close(self) -> None:
         self._response.close()
