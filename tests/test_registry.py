@@ -421,3 +421,70 @@ def test_unreachable_registry_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(RegistryUnavailable, match=f"127.0.0.1:{port}"):
         Puller(OCILayoutStore(str(tmp_path / "x"), create=True), client=client).pull(
             f"docker://127.0.0.1:{port}/none:1")
+
+
+# -- the documentation's examples, as pasted ----------------------------------------------
+
+
+def test_docs_examples_run(registry: Registry, env: Path, monkeypatch: pytest.MonkeyPatch,
+                           tmp_path: Path) -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "registries.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block.replace("localhost:5000", registry.host), "registries.md", "exec"),
+             {})
+
+
+def test_copy_command_with_registry_places(registry: Registry, tmp_path: Path,
+                                           env: Path) -> None:
+    layout = golden_layout("s04-build-multilayer-emptylayers", tmp_path / "src")
+    name = next(iter(layout_images(layout)))
+    dest = f"docker://{registry.host}/cmd/app:1"
+    assert cli("copy", "-q", f"oci:{tmp_path / 'src'}:{name}", dest) == 0
+    assert cli("copy", "-q", dest, f"oci:{tmp_path / 'back'}:{registry.host}/cmd/app:1") == 0
+    back = OCILayoutStore(str(tmp_path / "back"))
+    assert set(back.search("")) == set(layout.search(""))
+
+
+def test_multi_platform_index(registry: Registry, tmp_path: Path) -> None:
+    """An index of two platforms: --platform picks, the default is this machine's."""
+    from tarexport import MemoryStore
+
+    store = MemoryStore()
+    layer = golden_layer()
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    pushed = {}
+    for arch in ("amd64", "arm64"):
+        config = json.dumps({"architecture": arch, "os": "linux", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+        store.add_image(config, [layer], references=[f"multi:{arch}"])
+        pushed[arch] = Pusher(store, manifest_format="oci").push(
+            f"multi:{arch}", f"docker://{registry.host}/multi/app:{arch}")
+    index = json.dumps({"schemaVersion": 2, "mediaType": proto.OCI_INDEX, "manifests": [
+        {"mediaType": proto.OCI_MANIFEST, "digest": str(pushed[a].digest),
+         "size": len(pushed[a].manifest), "platform": {"os": "linux", "architecture": a}}
+        for a in ("amd64", "arm64")]}).encode()
+    client = RegistryClient(registry.host)
+    client.put_manifest("multi/app", "1", index, proto.OCI_INDEX)
+    for arch in ("amd64", "arm64"):
+        back = OCILayoutStore(str(tmp_path / arch), create=True)
+        pulled = Puller(back, platform=f"linux/{arch}").pull(
+            f"docker://{registry.host}/multi/app:1")
+        assert pulled.manifest_digest == pushed[arch].digest
+    import platform as host
+
+    if host.machine() in ("x86_64", "amd64"):
+        back = OCILayoutStore(str(tmp_path / "default"), create=True)
+        assert Puller(back).pull(
+            f"docker://{registry.host}/multi/app:1").manifest_digest == pushed["amd64"].digest
+    with pytest.raises(Exception, match=r"no image for platform linux/s390x"):
+        Puller(OCILayoutStore(str(tmp_path / "s390x"), create=True), platform="linux/s390x"
+               ).pull(f"docker://{registry.host}/multi/app:1")
+
+
+def golden_layer() -> bytes:
+    return read_golden("s04-build-multilayer-emptylayers").layers[
+        read_golden("s04-build-multilayer-emptylayers").order[0]][0]
