@@ -267,7 +267,9 @@ class HTTPTransport:
                 if not chunk:
                     continue
                 if chunked:
-                    conn.send(b"%x\r\n" % len(chunk) + bytes(chunk) + b"\r\n")
+                    conn.send(b"%x\r\n" % len(chunk))
+                    conn.send(chunk)
+                    conn.send(b"\r\n")
                 else:
                     conn.send(chunk)
             if chunked:

@@ -118,9 +118,15 @@ class _BlobReader:
         self.response = client.open_blob(repository, digest)
 
     def readinto(self, buffer: Any) -> int:
+        return int(self._resuming(lambda: self.response.readinto(buffer)))
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self._resuming(lambda: self.response.read(n if n >= 0 else _CHUNK)))
+
+    def _resuming(self, read: Any) -> Any:
         while True:
             try:
-                got = self.response.readinto(buffer)
+                got = read()
             except ConnectionFailed as exc:
                 self.response.close()
                 self.resumes += 1
@@ -134,13 +140,8 @@ class _BlobReader:
                         f"pull blob {self.digest.short()}: the connection dropped and the "
                         "registry cannot resume the download") from exc
                 continue
-            self.offset += got
+            self.offset += got if isinstance(got, int) else len(got)
             return got
-
-    def read(self, n: int = -1) -> bytes:
-        buffer = bytearray(n if n >= 0 else _CHUNK)
-        got = self.readinto(buffer)
-        return bytes(buffer[:got])
 
     def close(self) -> None:
         self.response.close()
@@ -313,19 +314,22 @@ class _Counting:
         self.total = total
         self.done = 0
 
-    def readinto(self, buffer: Any) -> int:
-        got = self.source.readinto(buffer)
+    def _count(self, got: int) -> None:
         if got:
             self.done += got
             self.puller.downloaded += got
             self.puller._emit(RegistryEvent("bytes", blob=self.blob, done=self.done,
                                             total=self.total))
+
+    def readinto(self, buffer: Any) -> int:
+        got = self.source.readinto(buffer)
+        self._count(got)
         return got
 
     def read(self, n: int = -1) -> bytes:
-        buffer = bytearray(n if n >= 0 else _CHUNK)
-        got = self.readinto(buffer)
-        return bytes(buffer[:got])
+        data = self.source.read(n)
+        self._count(len(data))
+        return data
 
     def close(self) -> None:
         self.source.close()
@@ -348,9 +352,12 @@ class _Prefixed:
         return int(self.rest.readinto(view))
 
     def read(self, n: int = -1) -> bytes:
-        buffer = bytearray(n if n >= 0 else _CHUNK)
-        got = self.readinto(buffer)
-        return bytes(buffer[:got])
+        if self.head:
+            size = len(self.head) if n < 0 else min(n, len(self.head))
+            data = bytes(self.head[:size])
+            self.head = self.head[size:]
+            return data
+        return bytes(self.rest.read(n))
 
     def close(self) -> None:
         self.rest.close()

@@ -1,18 +1,22 @@
 """Streams a push reads from: deterministic gzip, and a prefetching pipe between threads.
 
 The gzip stream is what ``docker push`` would send, made reproducible: a fixed level, no file
-name, modification time 0, so the same layer always compresses to the same bytes with the same
-zlib and its digest, once recorded, finds the blob again.
+name, modification time 0, pieces cut at fixed offsets, so the same layer always compresses
+to the same bytes with the same zlib and its digest, once recorded, finds the blob again.
 """
 
 from __future__ import annotations
 
+import collections
 import io
+import os
 import queue
+import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO, Optional
 
 __all__ = ["GZIP_LEVEL", "GzipStream", "prefetch"]
 
@@ -22,38 +26,99 @@ GZIP_LEVEL = 6
 _CHUNK = 1 << 20
 
 
-class GzipStream(io.RawIOBase):
-    """The gzip compression of ``source``, read as a stream (header: no name, mtime 0)."""
+_BLOCK = 1 << 20  # input bytes per independently compressed piece
+_WINDOW = 32 << 10  # deflate's window: each piece is primed with the 32 KiB before it
+# The gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS "unknown" (as Go).
+_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
-    def __init__(self, source: BinaryIO, *, level: int = GZIP_LEVEL) -> None:
+
+def _workers() -> int:
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    return max(1, min(4, count))
+
+
+def _deflate(data: bytes, primer: bytes, last: bool, level: int) -> bytes:
+    """One piece as raw deflate, ending byte-aligned (or final), primed with ``primer``."""
+    if primer:
+        z = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primer)
+    else:
+        z = zlib.compressobj(level, zlib.DEFLATED, -15, 8)
+    return z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+class GzipStream(io.RawIOBase):
+    """The gzip compression of ``source``, read as a stream: one gzip member, no name,
+    mtime 0, OS unknown.
+
+    The input is cut into 1 MiB pieces compressed in parallel (as pigz does: each piece
+    primed with the 32 KiB before it, flushed to a byte boundary), so the bytes depend only
+    on the input and the level, never on the number of threads, and compression runs on
+    every core there is.
+    """
+
+    def __init__(self, source: BinaryIO, *, level: int = GZIP_LEVEL,
+                 workers: Optional[int] = None) -> None:
         super().__init__()
         self._source = source
-        # wbits 31: a gzip wrapper with zero mtime and no name, i.e. the same bytes every time.
-        self._zlib: Any = zlib.compressobj(level, zlib.DEFLATED, 31, 8)
-        self._pending = b""
-        self._eof = False
+        self._level = level
+        self._pool = ThreadPoolExecutor(workers or _workers(), thread_name_prefix="tarexport-gzip")
+        self._pending: collections.deque[Future[bytes]] = collections.deque()
+        self._depth = 2 * (workers or _workers())
+        self._out = memoryview(_HEADER)
+        self._crc = 0
         self.consumed = 0  # uncompressed bytes read from the source
+        self._next = self._read_piece()
+        self._primer = b""
+        self._finished = False
+        self._trailer_sent = False
+
+    def _read_piece(self) -> bytes:
+        data = self._source.read(_BLOCK)
+        return bytes(data) if data else b""
+
+    def _submit(self) -> None:
+        """Queue pieces until ``depth`` are in flight or the input is all queued."""
+        while not self._finished and len(self._pending) < self._depth:
+            piece = self._next
+            self._next = self._read_piece() if piece else b""
+            last = not self._next
+            self._crc = zlib.crc32(piece, self._crc)
+            self.consumed += len(piece)
+            self._pending.append(self._pool.submit(_deflate, piece, self._primer, last,
+                                                   self._level))
+            self._primer = piece[-_WINDOW:] if len(piece) >= _WINDOW else (
+                (self._primer + piece)[-_WINDOW:])
+            if last:
+                self._finished = True
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        while not self._pending and not self._eof:
-            data = self._source.read(_CHUNK)
-            if data:
-                self.consumed += len(data)
-                self._pending = self._zlib.compress(data)
+        while not self._out:
+            self._submit()
+            if self._pending:
+                self._out = memoryview(self._pending.popleft().result())
+            elif not self._trailer_sent:
+                self._trailer_sent = True
+                self._out = memoryview(struct.pack("<II", self._crc & 0xFFFFFFFF,
+                                                   self.consumed & 0xFFFFFFFF))
             else:
-                self._pending = self._zlib.flush()
-                self._eof = True
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+                return 0
+        n = min(len(view), len(self._out))
+        view[:n] = self._out[:n]
+        self._out = self._out[n:]
         return n
 
     def close(self) -> None:
         if not self.closed:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
             self._source.close()
         super().close()
 
