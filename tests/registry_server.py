@@ -318,3 +318,91 @@ class Relay:
 
 def parse_query(path: str) -> dict[str, list[str]]:
     return urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+
+
+# -- a token server, for distribution's token authentication -------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """The bearer-token side of distribution's token auth: checks a user's basic
+    credentials and issues RS256 JWTs (signed by ``openssl``, carrying the signing
+    certificate in ``x5c``) granting the scopes asked for."""
+
+    SERVICE = "tarexport-test-registry"
+    ISSUER = "tarexport-test-issuer"
+
+    def __init__(self, root: Path, user: str, password: str) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            missing_peer("openssl is not installed")
+        self.openssl = openssl
+        self.key = root / "token-key.pem"
+        self.cert = root / "token-cert.pem"
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        str(self.key), "-out", str(self.cert), "-days", "2", "-subj",
+                        "/CN=tarexport-test-token"], check=True, capture_output=True)
+        der = subprocess.run([openssl, "x509", "-in", str(self.cert), "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.user, self.password = user, password
+        self.issued = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = parse_query(self.path)
+                expected = "Basic " + base64.b64encode(
+                    f"{server.user}:{server.password}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self._reply(401, b'{"details":"bad credentials"}')
+                    return
+                token = server.token(query.get("scope", []))
+                self._reply(200, json.dumps({"token": token, "expires_in": 300}).encode())
+
+            def _reply(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, scopes: list[str]) -> str:
+        now = int(time.time())
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": self.ISSUER, "sub": self.user, "aud": self.SERVICE, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        signing_input = (_b64url(json.dumps(header).encode()) + "." +
+                         _b64url(json.dumps(claims).encode()))
+        signature = subprocess.run([self.openssl, "dgst", "-sha256", "-sign", str(self.key)],
+                                   input=signing_input.encode(), check=True,
+                                   capture_output=True).stdout
+        self.issued += 1
+        return signing_input + "." + _b64url(signature)
+
+    def auth_config(self) -> dict[str, Any]:
+        return {"token": {"realm": self.realm, "service": self.SERVICE, "issuer": self.ISSUER,
+                          "rootcertbundle": self.cert}}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

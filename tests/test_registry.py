@@ -488,3 +488,36 @@ def test_multi_platform_index(registry: Registry, tmp_path: Path) -> None:
 def golden_layer() -> bytes:
     return read_golden("s04-build-multilayer-emptylayers").layers[
         read_golden("s04-build-multilayer-emptylayers").order[0]][0]
+
+
+# -- token authentication -----------------------------------------------------------------
+
+
+def test_bearer_token_auth(tmp_path: Path, env: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """distribution's token auth with a token server issuing real RS256 JWTs."""
+    from registry_server import TokenServer
+
+    tokens = TokenServer(tmp_path / "tokens", USER, PASSWORD)
+    server = Registry(tmp_path / "token-registry", auth=tokens.auth_config()).start()
+    try:
+        golden_layout("s10-base-and-derived-together", tmp_path / "src")
+        args = ["push", "-q", "--from", f"oci:{tmp_path / 'src'}", "cc-s-app:1",
+                f"{server.host}/tokened/app:1"]
+        docker_config(env / "docker-config", server.host, USER, "not-it")
+        assert cli(*args) == 1
+        line = _one_error_line(capsys)
+        assert "authentication failed" in line and "not-it" not in line
+        docker_config(env / "docker-config", server.host, USER, PASSWORD)
+        assert cli(*args) == 0
+        assert tokens.issued >= 1
+        # A sibling repository: the mount asks for pull on the source as well.
+        assert cli("push", "-q", "--from", f"oci:{tmp_path / 'src'}", "cc-s-base:1",
+                   f"{server.host}/tokened/base:1") == 0
+        assert cli("pull", "-q", "--into", f"oci:{tmp_path / 'back'}",
+                   f"{server.host}/tokened/app:1") == 0
+        back = OCILayoutStore(str(tmp_path / "back"))
+        assert str(next(iter(back.search("")))) in capsys.readouterr().out
+    finally:
+        server.stop()
+        tokens.close()

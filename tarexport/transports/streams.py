@@ -40,9 +40,21 @@ def _workers() -> int:
     return max(1, min(4, count))
 
 
+_PROBE = 64 << 10  # bytes of a piece tried first, to tell incompressible data
+_INCOMPRESSIBLE = 0.97  # a probe that shrinks less than this is stored, not deflated
+
+
 def _deflate(data: bytes, primer: bytes, last: bool, level: int) -> bytes:
-    """One piece as raw deflate, ending byte-aligned (or final), primed with ``primer``."""
-    if primer:
+    """One piece as raw deflate, ending byte-aligned (or final), primed with ``primer``.
+
+    A piece whose first 64 KiB do not compress (already-compressed or random data) is stored
+    instead: zlib spends as long failing to compress such data as compressing text, and the
+    result would be no smaller. The choice depends on the bytes only, so it is deterministic.
+    """
+    probe = data[:_PROBE]
+    if probe and len(zlib.compress(probe, 1)) >= _INCOMPRESSIBLE * len(probe):
+        level = 0
+    if primer and level:
         z = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primer)
     else:
         z = zlib.compressobj(level, zlib.DEFLATED, -15, 8)
