@@ -43,7 +43,8 @@ class Request:
 
     method: str
     url: str
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=lambda h: repr(
+        tuple((k, "<hidden>" if k.lower() == "authorization" else v) for k, v in h)))
     body: Body = attrs.field(default=None, eq=False, repr=False)
 
     def header(self, name: str) -> Optional[str]:
@@ -220,8 +221,11 @@ class HTTPTransport:
                 raise ConnectionFailed(failure)
             break
 
+        stream = _SafeStream(response, parts.netloc)
+
         def on_close(finished: bool) -> None:
-            if finished and not response.will_close:
+            # Reusable only once the body was read to its end (http.client then closes it).
+            if (finished or stream.exhausted) and not response.will_close:
                 self._release(key, conn)
             else:
                 conn.close()
@@ -229,7 +233,7 @@ class HTTPTransport:
         return Response(
             response.status,
             response.getheaders(),
-            _SafeStream(response, parts.netloc),  # type: ignore[arg-type]
+            stream,  # type: ignore[arg-type]
             reason=response.reason,
             url=request.url,
             on_close=on_close,
@@ -308,6 +312,7 @@ class _SafeStream:
     def __init__(self, response: http.client.HTTPResponse, netloc: str) -> None:
         self._response = response
         self._netloc = netloc
+        self.exhausted = False
 
     def read(self, n: int = -1) -> bytes:
         failure = ""
@@ -326,6 +331,7 @@ class _SafeStream:
         raise ConnectionFailed(failure)
 
     def close(self) -> None:
+        self.exhausted = self._response.isclosed()
         self._response.close()
 
 

@@ -66,9 +66,9 @@ class RegistryClient:
     ) -> None:
         self.registry = registry
         self.plain_allowed = proto.plain_http_allowed(registry, insecure)
-        self.transport: Transport = transport or HTTPTransport(
-            verify=not (registry in insecure or proto._host_only(registry) in insecure)
-        )
+        # As Docker: hosts allowed plain HTTP (loopback, or named insecure) are also spoken
+        # to over TLS without certificate checks when they have TLS.
+        self.transport: Transport = transport or HTTPTransport(verify=not self.plain_allowed)
         self.credentials = credentials if credentials is not None else docker_config_credentials()
         self.retry = retry
         self.on_notice = on_notice
