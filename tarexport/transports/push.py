@@ -142,14 +142,14 @@ class Pusher:
 
     def plan(self, name: str, destination: Union[str, proto.RegistryRef]) -> PushPlan:
         """Resolve ``name`` and decide every blob; no request is made."""
-        from ..save import Saver  # the one resolver of names over the store protocols
+        from .stores import resolve_names  # the one resolver of names over the stores
 
         dest = destination if isinstance(destination, proto.RegistryRef) else (
             proto.RegistryRef.parse(destination))
-        resolved = Saver(self.images, self.layers, self.references)._resolve([name])
+        resolved = resolve_names(self.images, self.layers, self.references, [name])
         if len(resolved) != 1:
             raise ImageNotFound(name, f"{name} names {len(resolved)} images; push one at a time")
-        (image_id,) = resolved
+        image_id = resolved[0].id
         raw = self.images.get_config(image_id)
         image = Image.from_bytes(raw)
         if image.id != image_id:
