@@ -362,3 +362,58 @@ def test_blob_info_cache_persists(tmp_path: Path) -> None:
     assert again.repositories(blob, "r:5000") == ["b", "a"]
     path.write_text("{broken")
     assert BlobInfoCache(path).compressed(diff, "gzip") is None  # only a cache
+
+
+def test_an_upload_resumes_from_the_registrys_offset() -> None:
+    """A PATCH that breaks off is followed by a status request; the rest is sent from the
+    offset the registry reports, and the digest covers the whole blob."""
+    from tarexport import MemoryStore
+    from tarexport.errors import ConnectionFailed
+    from tarexport.transports.push import Pusher
+
+    layer = b"\0" * 10240 + bytes(range(256)) * 20000  # over the single-PUT limit
+    diff_id = Digest.from_bytes(layer)
+    store = MemoryStore()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]}}).encode()
+    store.add_image(config, [layer], references=["app:1"])
+    held = bytearray()
+    seen: list[str] = []
+    broke = {"once": False}
+
+    def handle(request: Request) -> Response:
+        path = urllib.parse.urlsplit(request.url).path
+        seen.append(f"{request.method} {path}")
+        if request.method == "HEAD":
+            return Response.from_bytes(404)
+        if request.method == "POST":
+            return Response.from_bytes(202, {"Location": "/v2/app/blobs/uploads/u1"})
+        if request.method == "PATCH":
+            assert isinstance(request.body, bytes)
+            if not broke["once"]:
+                broke["once"] = True
+                held.extend(request.body[:5000])  # the registry kept 5000 bytes
+                raise ConnectionFailed("r: connection reset")
+            held.extend(request.body)
+            return Response.from_bytes(202, {"Location": "/v2/app/blobs/uploads/u1",
+                                             "Range": f"0-{len(held) - 1}"})
+        if request.method == "GET":
+            return Response.from_bytes(204, {"Location": "/v2/app/blobs/uploads/u1",
+                                             "Range": f"0-{len(held) - 1}"})
+        if request.method == "PUT" and "/uploads/" in path:
+            digest = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)["digest"]
+            assert digest == [str(diff_id)] or request.body
+            return Response.from_bytes(201)
+        return Response.from_bytes(201)
+
+    client = RegistryClient("r.example", transport=MockTransport(handle),
+                            credentials=lambda host: None,
+                            retry=proto.RetryPolicy(attempts=3, base=0, cap=0),
+                            sleep=lambda s: None)
+    client.scheme = "https"
+    result = Pusher(store, client=client, compression="none").push("app:1",
+                                                                   "docker://r.example/app:1")
+    assert bytes(held) == layer
+    assert seen.count("POST /v2/app/blobs/uploads/") == 2  # the layer's, once; the config's
+    assert "GET /v2/app/blobs/uploads/u1" in seen
+    assert result.uploaded_bytes == len(layer) + len(config) + (len(layer) - 5000)
