@@ -164,13 +164,17 @@ def test_every_daemon_pulls_the_pushed_image(registry: Registry, tmp_path: Path,
     repo, _, tag = ref.partition("/")[2].rpartition(":")
     _, _, digest = RegistryClient(registry.host).get_manifest(repo, tag)
     assert f"{ref.rpartition(':')[0]}@{digest}" in info["RepoDigests"]
-    if daemon.containerd:  # type: ignore[attr-defined]
-        # The containerd store's image ID is the manifest digest.
-        assert info["Id"] == digest
-    else:
-        assert info["Id"] == str(image_id)
-        assert info["RootFS"]["Layers"] == [
-            str(d) for d in Image.from_bytes(layout.get_config(image_id)).diff_ids]
+    try:
+        if daemon.containerd:  # type: ignore[attr-defined]
+            # The containerd store's image ID is the manifest digest.
+            assert info["Id"] == digest
+        else:
+            assert info["Id"] == str(image_id)
+            assert info["RootFS"]["Layers"] == [
+                str(d) for d in Image.from_bytes(layout.get_config(image_id)).diff_ids]
+    finally:
+        # Untag only this name: the image ID is a golden's, other tests may hold it too.
+        daemon.run("rmi", ref, check=False)  # type: ignore[attr-defined]
 
 
 # -- what is not sent ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ only when all of it verified; on any error nothing of it is visible in the store
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Optional, Union
 
 import attrs
@@ -35,6 +35,7 @@ from . import distribution as proto
 from .blobinfo import BlobInfoCache
 from .events import RegistryEvent, RegistryProgress
 from .registry import RegistryClient
+from .streams import prefetch
 
 __all__ = ["PullResult", "Puller", "pull", "select_platform"]
 
@@ -267,8 +268,11 @@ class Puller:
         what = f"{ref.named}: layer {desc.digest}"
         raw = _BlobReader(client, ref.repository, desc.digest)
         counted = _Counting(raw, self, str(desc.digest), desc.size)
-        checked = VerifyingReader(counted, desc.digest, size=desc.size,  # type: ignore[arg-type]
-                                  what=what)
+        verifying = VerifyingReader(counted, desc.digest, size=desc.size,  # type: ignore[arg-type]
+                                    what=what)
+        # The download (and its hashing) runs on a thread ahead of the decompression and the
+        # writing, as far as a few MiB.
+        checked = _Chunks(prefetch(verifying), verifying)  # type: ignore[arg-type]
         try:
             first = bytearray(_CHUNK)
             got = checked.readinto(first)
@@ -332,6 +336,38 @@ class _Counting:
         return data
 
     def close(self) -> None:
+        self.source.close()
+
+
+class _Chunks:
+    """An iterator of chunks as a readable stream."""
+
+    def __init__(self, chunks: Iterator[bytes], source: Any) -> None:
+        self.chunks = chunks
+        self.source = source
+        self.rest = memoryview(b"")
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not self.rest:
+            self.rest = memoryview(next(self.chunks, b""))
+        n = min(len(view), len(self.rest))
+        view[:n] = self.rest[:n]
+        self.rest = self.rest[n:]
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.rest:
+            self.rest = memoryview(next(self.chunks, b""))
+        size = len(self.rest) if n < 0 else min(n, len(self.rest))
+        data = bytes(self.rest[:size])
+        self.rest = self.rest[size:]
+        return data
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
         self.source.close()
 
 
