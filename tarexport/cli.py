@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, TextIO,
 
 import attrs
 
-from . import __version__, cli_copy, cli_prune, cli_store, profiles
+from . import __version__, cli_copy, cli_prune, cli_registry, cli_store, profiles
 from .display import Display, JsonLines, LogLines, StatusLine
 from .errors import InvalidArchive, TarexportError
 from .leftovers import create_partial, undone_on_failure
@@ -487,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("refs", nargs="+", metavar="REF")
     ref.set_defaults(run=_cmd_ref)
     cli_prune.add_parser(commands, parents=[common])
+    cli_registry.add_parsers(commands, common)
     return parser
 
 

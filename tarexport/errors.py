@@ -11,6 +11,7 @@ from typing import Optional
 __all__ = [
     "AmbiguousReference",
     "ArchiveDigestMismatch",
+    "ConnectionFailed",
     "DaemonError",
     "DaemonUnavailable",
     "EmptyExport",
@@ -30,6 +31,11 @@ __all__ = [
     "OutputError",
     "PlatformNotFound",
     "ReferenceNotFound",
+    "RegistryAuthError",
+    "RegistryError",
+    "RegistryNotFound",
+    "RegistryRejected",
+    "RegistryUnavailable",
     "StoreError",
     "StoreWriteError",
     "TarHeaderError",
@@ -251,3 +257,42 @@ class DaemonUnavailable(DaemonError):
 
 class NameConflict(StoreError):
     """A store names images ambiguously: two names of one descriptor, or one name twice."""
+
+
+# -- registries ---------------------------------------------------------------------------
+
+
+class RegistryError(TarexportError):
+    """A registry refused or failed a request; ``str()`` names the registry and what failed.
+
+    ``status`` is the HTTP status when there was a response; ``code`` the registry's error code
+    (``BLOB_UNKNOWN``, ``MANIFEST_INVALID``, ...) when it sent one. Never holds a credential.
+    """
+
+    def __init__(
+        self, message: str, *, status: Optional[int] = None, code: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class RegistryAuthError(RegistryError):
+    """The registry wants credentials it was not given, or refused the ones it was given."""
+
+
+class RegistryNotFound(RegistryError, LookupError):
+    """The repository, tag, manifest or blob asked for is not in the registry."""
+
+
+class RegistryRejected(RegistryError, ValueError):
+    """The registry refused what was sent (an invalid manifest, a blob it will not take)."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached, or kept failing until the retries ran out."""
+
+
+class ConnectionFailed(TarexportError, OSError):
+    """No HTTP response came: the connection was refused, dropped, timed out or TLS failed."""

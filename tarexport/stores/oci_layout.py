@@ -33,7 +33,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, Optional, Union
+from typing import Any, BinaryIO, Callable, Optional, Union
 
 import attrs
 
@@ -464,8 +464,25 @@ class _CompressedBlobLayer:
     def file_range(self) -> Optional[FileRange]:
         return None
 
+    def compressed_blob(self) -> StoredBlob:
+        """The blob as stored, for a push to send as it is (never recompressed)."""
+        path = self.path
+        return StoredBlob(self._kind.value, self._blob.digest, self._blob.size,
+                          lambda: open(path, "rb"))
+
     def __repr__(self) -> str:
         return f"<layout {self._kind.value} layer {self._diff_id}>"
+
+
+@attrs.frozen
+class StoredBlob:
+    """A layer's compressed blob: ``kind`` (``gzip``, ``zstd``), digest, size, and a way to
+    read it."""
+
+    kind: str
+    digest: Digest
+    size: int
+    open: Callable[[], BinaryIO] = attrs.field(repr=False)
 
 
 LayoutLayer = Union[_BlobLayer, _CompressedBlobLayer]

@@ -37,6 +37,7 @@ __all__ = [
     "ArchiveStream",
     "CopyOptions",
     "CopyResult",
+    "DirectCopy",
     "ImageDestination",
     "ImageSource",
     "Opened",
@@ -89,7 +90,17 @@ class ArchiveStream:
     names: tuple[str, ...] = ()
 
 
-Opened = Union[Selection, ArchiveStream]
+class DirectCopy(Protocol):
+    """A source's images that move themselves (a registry's: pulled, or copied blob for blob)."""
+
+    def copy_to(
+        self, destination: ImageDestination, options: CopyOptions, stack: contextlib.ExitStack
+    ) -> CopyResult:
+        """Write the images to ``destination``, all or nothing, as ``write`` would."""
+        ...
+
+
+Opened = Union[Selection, ArchiveStream, DirectCopy]
 
 
 @attrs.frozen

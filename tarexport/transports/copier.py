@@ -59,7 +59,7 @@ def open_destination(place: Union[str, ImageDestination]) -> ImageDestination:
     return made
 
 
-BUILTIN = ("local", "daemon", "registry")
+BUILTIN = ("local", "daemon", "docker_registry")
 """The transport modules of this package; each has ``install()``, registering its names.
 One that is not there (a registry transport not installed) is skipped."""
 
@@ -96,7 +96,9 @@ def copy(
         opened = src.open(stack)
         if isinstance(opened, Selection):
             return dst.write(named_for(opened, src, dst), options)
-        return _copy_stream(opened, src, dst, options, stack)
+        if isinstance(opened, ArchiveStream):
+            return _copy_stream(opened, src, dst, options, stack)
+        return opened.copy_to(dst, options, stack)
 
 
 def named_for(selection: Selection, src: ImageSource, dst: ImageDestination) -> Selection:
