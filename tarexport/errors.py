@@ -296,3 +296,7 @@ class RegistryUnavailable(RegistryError):
 
 class ConnectionFailed(TarexportError, OSError):
     """No HTTP response came: the connection was refused, dropped, timed out or TLS failed."""
+
+
+class LayerChanged(LayerIntegrityError):
+    """A layer's file was written or replaced after the save was planned, or while copied."""

@@ -14,12 +14,13 @@ from typing import BinaryIO, Optional, Union
 import attrs
 
 from . import profiles
-from .copy import copy_layer
+from .copy import FileState, copy_layer, source_state
 from .digest import Digest, chain_ids
 from .errors import (
     AmbiguousReference,
     EmptyExport,
     ImageNotFound,
+    LayerChanged,
     LayerDigestMismatch,
     OutputError,
     PlatformNotFound,
@@ -67,7 +68,9 @@ class SavePlan:
     """Everything a save will write, decided before the first byte.
 
     ``entries`` are the tar members in archive order; ``total_size`` is the exact length of
-    the archive, end-of-archive blocks included.
+    the archive, end-of-archive blocks included. ``file_states`` holds, by entry name, the
+    state of each file a layer is copied from, as planning saw it: the write refuses a file
+    that changed since (:class:`~tarexport.errors.LayerChanged`).
     """
 
     entries: tuple[Entry, ...]
@@ -75,6 +78,8 @@ class SavePlan:
     profile: Profile
     verify: bool
     total_size: int
+    trust_ingested: bool = False
+    file_states: tuple[tuple[str, FileState], ...] = ()
 
     def write(self, out: BinaryIO, progress: Optional[ProgressCallback] = None) -> None:
         """Write the archive to ``out``, any writable binary stream.
@@ -95,9 +100,11 @@ class _Writer:
         self.pending = bytearray()
         self.done = 0
         self.entry = ""
+        self.states = dict(plan.file_states)
 
     def run(self) -> None:
         total = self.plan.total_size
+        self._check_sources()
         self._report("start")
         for entry in self.plan.entries:
             self.entry = entry.name
@@ -139,8 +146,30 @@ class _Writer:
                 copied += n
                 progress(Progress("bytes", start + copied, total, entry.name, diff_id))
 
-        copy_layer(layer, self.out, name=entry.name, verify=self.plan.verify, on_progress=on_bytes)
+        copy_layer(
+            layer,
+            self.out,
+            name=entry.name,
+            verify=self.plan.verify,
+            trust_ingested=self.plan.trust_ingested,
+            planned_state=self.states.get(entry.name),
+            on_progress=on_bytes,
+        )
         self.done = start + layer.size
+
+    def _check_sources(self) -> None:
+        """Before byte 0: every layer file is still as planned (each copy checks it again)."""
+        for entry in self.plan.entries:
+            planned = self.states.get(entry.name)
+            if planned is None or entry.layer is None:
+                continue
+            now = source_state(entry.layer)
+            if now != planned:
+                changes = planned.describe_change(now) if now is not None else "no longer a file"
+                raise LayerChanged(
+                    f"{entry.name}: layer file of {entry.layer.diff_id} changed since the save "
+                    f"was planned ({changes})"
+                )
 
     def _flush(self) -> None:
         if not self.pending:
@@ -163,9 +192,13 @@ class Saver:
     ``images``, ``layers`` and ``references`` are the three stores (one object may be all
     three, as :class:`~tarexport.MemoryStore` is). ``profile`` picks the Docker generation
     whose output is reproduced; ``verify`` checks every layer against its diff ID while
-    copying it. ``platform`` (``"linux/arm64"`` or a :class:`~tarexport.stores.Platform`)
-    saves only images of that platform and refuses the rest before writing, as
-    ``docker save --platform`` does.
+    copying it, hashing each byte once: a layer whose store checks it as it is read is not
+    hashed again. ``trust_ingested`` (off by default) also skips the hash of layers their
+    store verified when it took them in (``verification = "at-ingest"``), trusting that no
+    one wrote the store's files since; see docs/saving.md for that trust model.
+    ``platform`` (``"linux/arm64"`` or a :class:`~tarexport.stores.Platform`) saves only
+    images of that platform and refuses the rest before writing, as ``docker save
+    --platform`` does.
     """
 
     def __init__(
@@ -177,6 +210,7 @@ class Saver:
         profile: Profile = profiles.DEFAULT,
         verify: bool = True,
         platform: Union[str, Platform, None] = None,
+        trust_ingested: bool = False,
     ) -> None:
         self.images = images
         self.layers = layers
@@ -185,6 +219,7 @@ class Saver:
         self.verify = verify
         self.platform = Platform.parse(platform) if isinstance(platform, str) else platform
         self._manifest_ids: Optional[dict[Digest, Digest]] = None
+        self.trust_ingested = trust_ingested
 
     def save(
         self,
@@ -218,7 +253,20 @@ class Saver:
         else:
             entries = V1Layout(self, planned).entries()
         total = sum(entry.length for entry in entries) + len(END_OF_ARCHIVE)
-        return SavePlan(tuple(entries), tuple(planned), self.profile, self.verify, total)
+        states = []
+        for entry in entries:
+            state = source_state(entry.layer) if entry.layer is not None else None
+            if state is not None:
+                states.append((entry.name, state))
+        return SavePlan(
+            tuple(entries),
+            tuple(planned),
+            self.profile,
+            self.verify,
+            total,
+            trust_ingested=self.trust_ingested,
+            file_states=tuple(states),
+        )
 
     # -- resolving names ------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from tarexport.errors import (
     EmptyExport,
     ImageNotFound,
     InvalidReference,
+    LayerChanged,
     LayerDigestMismatch,
     LayerNotFound,
     LayerSizeMismatch,
@@ -181,15 +182,22 @@ def test_output_failure_is_one_typed_error(tmp_path: Path) -> None:
         saver.save(golden.case["docker_save_args"], _Failing(200_000))  # type: ignore[arg-type]
 
 
-def _corrupt(tmp_path: Path, mutate: Any) -> tuple[SavePlan, int]:
-    """A plan whose biggest layer file was altered after it was added, and that layer's end."""
+def _corrupt(tmp_path: Path, mutate: Any, after_plan: bool = True) -> tuple[SavePlan, int]:
+    """A plan whose biggest layer file was altered after it was added, and that layer's end.
+
+    Altered after planning, or between adding and planning (only for same-size changes:
+    the plan checks the size the store recorded).
+    """
     golden = read_golden("s08-build-bigfile-3MiB")
     store = build_store(golden, tmp_path, files=True)
     biggest = max(tmp_path.glob("*.tar"), key=lambda p: p.stat().st_size)
+    if not after_plan:
+        biggest.write_bytes(mutate(biggest.read_bytes()))
     plan = Saver(store, store, store, profile=golden_profile(golden)).plan(
         golden.case["docker_save_args"]
     )
-    biggest.write_bytes(mutate(biggest.read_bytes()))
+    if after_plan:
+        biggest.write_bytes(mutate(biggest.read_bytes()))
     offset = 0
     for entry in plan.entries:
         offset += len(entry.encoded)
@@ -200,21 +208,23 @@ def _corrupt(tmp_path: Path, mutate: Any) -> tuple[SavePlan, int]:
 
 
 @pytest.mark.parametrize(
-    ("mutate", "error"),
+    ("mutate", "after_plan", "error"),
     [
-        (lambda d: d[:1000] + bytes([d[1000] ^ 1]) + d[1001:], LayerDigestMismatch),
-        (lambda d: d[:-1] + bytes([d[-1] ^ 1]), LayerDigestMismatch),
-        (lambda d: d[:-512], LayerSizeMismatch),
-        (lambda d: d + bytes(512), LayerSizeMismatch),
+        (lambda d: d[:1000] + bytes([d[1000] ^ 1]) + d[1001:], False, LayerDigestMismatch),
+        (lambda d: d[:-1] + bytes([d[-1] ^ 1]), False, LayerDigestMismatch),
+        (lambda d: d[:1000] + bytes([d[1000] ^ 1]) + d[1001:], True, LayerChanged),
+        (lambda d: d[:-512], True, LayerSizeMismatch),  # the store's own size check
+        (lambda d: d + bytes(512), True, LayerSizeMismatch),
     ],
-    ids=["flipped-bit", "flipped-last-byte", "shorter", "longer"],
+    ids=["flipped-bit", "flipped-last-byte", "flipped-after-plan", "shorter-after-plan",
+         "longer-after-plan"],
 )
 @pytest.mark.parametrize("sink", ["bytesio", "file", "pipe"])
 def test_corrupt_layer_leaves_a_visibly_truncated_archive(
-    tmp_path: Path, mutate: Any, error: type[Exception], sink: str
+    tmp_path: Path, mutate: Any, after_plan: bool, error: type[Exception], sink: str
 ) -> None:
     """The bad layer's member is never completed, so every tar reader sees a truncated file."""
-    plan, layer_end = _corrupt(tmp_path, mutate)
+    plan, layer_end = _corrupt(tmp_path, mutate, after_plan)
     if sink == "file":
         with open(tmp_path / "out.tar", "wb") as f, pytest.raises(error):
             plan.write(f)

@@ -704,6 +704,8 @@ class _ArchiveLayer:
 class _CompressedArchiveLayer:
     """A compressed layer member: decompressed when read, checked against its diff ID."""
 
+    verification = "on-read"  # open() checks the diff ID (and the blob digest, if named)
+
     def __init__(
         self,
         store: DockerArchiveStore,
@@ -734,17 +736,26 @@ class _CompressedArchiveLayer:
             return self._size
 
     def open(self) -> BinaryIO:
+        return self._open(verify=True)
+
+    def open_unverified(self) -> BinaryIO:
+        """The uncompressed bytes with no digest checked (a save with ``verify=False``)."""
+        return self._open(verify=False)
+
+    def _open(self, *, verify: bool) -> BinaryIO:
         store = self._store
         store._check_unchanged()
         what = f"layer {self._diff_id} ({self._member.path!r} in {store.path})"
         raw: BinaryIO = RangeReader(  # type: ignore[assignment]
             store.path, self._member.data_offset, self._member.size
         )
-        if self._blob is not None:
+        if self._blob is not None and verify:
             raw = VerifyingReader(raw, self._blob, size=self._member.size, what=what)  # type: ignore[assignment]
         inflated = DecompressingReader(
             raw, self._kind, limit=store.limits.decompressed_size, what=what
         )
+        if not verify:
+            return io.BufferedReader(inflated, _CHUNK)
         verified = VerifyingReader(
             inflated, self._diff_id, size=self._size, what=what  # type: ignore[arg-type]
         )

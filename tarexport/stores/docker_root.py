@@ -70,6 +70,8 @@ def _read_digest(path: str, what: str) -> Digest:
 class _RootLayer:
     """One layer of a data root, rebuilt from tar-split and the driver's files when read."""
 
+    verification = "on-read"  # open() checks the diff ID as the tar is rebuilt
+
     def __init__(
         self, diff_id: Digest, layer_dir: str, content_root: str, verify_files: bool
     ) -> None:
@@ -182,12 +184,22 @@ class _RootLayer:
         return open(fd, "rb", buffering=0)
 
     def open(self) -> BinaryIO:
+        return self._open(verify=True)
+
+    def open_unverified(self) -> BinaryIO:
+        """The rebuilt tar without its diff ID checked (a save with ``verify=False``); the
+        per-file CRC-64 check of ``verify_files`` still applies."""
+        return self._open(verify=False)
+
+    def _open(self, *, verify: bool) -> BinaryIO:
         what = self._what
         size = self.size  # planned first: a layer never streams before it was checked
         raw = ReassemblingReader(
             self.entries(), self._open_file, verify=self._verify_files, what=what
         )
         source: BinaryIO = raw  # type: ignore[assignment]  # a raw reader is enough
+        if not verify:
+            return io.BufferedReader(raw, _CHUNK)
         verified = VerifyingReader(source, self._diff_id, size=size, what=what)
         return io.BufferedReader(verified, _CHUNK)
 

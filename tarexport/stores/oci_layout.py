@@ -400,7 +400,14 @@ class LayoutBlob:
 
 
 class _BlobLayer(LayoutBlob):
-    """An uncompressed layer blob: its digest is its diff ID; served from its file, zero-copy."""
+    """An uncompressed layer blob: its digest is its diff ID; served from its file, zero-copy.
+
+    Its file is named by its digest and was checked against it when written (by this
+    store's loads, as by every layout writer that checks what it writes): a Saver that
+    trusts the store (``trust_ingested``) copies it without hashing it again.
+    """
+
+    verification = "at-ingest"
 
     @property
     def diff_id(self) -> Digest:
@@ -412,6 +419,8 @@ class _BlobLayer(LayoutBlob):
 
 class _CompressedBlobLayer:
     """A compressed layer blob: decompressed when read and checked against its diff ID."""
+
+    verification = "on-read"  # open() checks the blob's digest and the diff ID
 
     def __init__(
         self,
@@ -443,19 +452,26 @@ class _CompressedBlobLayer:
     def open(self) -> BinaryIO:
         return self._open(self._store._sizes.get(self._blob.digest))
 
-    def _open(self, size: Optional[int]) -> BinaryIO:
+    def open_unverified(self) -> BinaryIO:
+        """The uncompressed bytes with neither digest checked (a save with ``verify=False``)."""
+        return self._open(self._store._sizes.get(self._blob.digest), verify=False)
+
+    def _open(self, size: Optional[int], *, verify: bool = True) -> BinaryIO:
         what = f"layer {self._diff_id} (blob {self._blob.digest})"
         try:
             raw = open_regular(self.path)
         except OSError as exc:
             raise StoreError(f"layer blob {self.path}: {exc.strerror or exc}") from exc
-        checked = VerifyingReader(raw, self._blob.digest, size=self._blob.size, what=what)
+        source: BinaryIO = raw
+        if verify:
+            source = VerifyingReader(  # type: ignore[assignment]
+                raw, self._blob.digest, size=self._blob.size, what=what
+            )
         inflated = DecompressingReader(
-            checked,  # type: ignore[arg-type]
-            self._kind,
-            limit=self._store.limits.decompressed_size,
-            what=what,
+            source, self._kind, limit=self._store.limits.decompressed_size, what=what
         )
+        if not verify:
+            return io.BufferedReader(inflated, _CHUNK)
         verified = VerifyingReader(
             inflated, self._diff_id, size=size, what=what  # type: ignore[arg-type]
         )

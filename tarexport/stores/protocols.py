@@ -2,13 +2,16 @@
 
 They mirror the daemon's own stores: images by ID, layers by chain ID, references by name.
 Everything else a writer needs (prefix search semantics, zero-copy ranges, sizes) is derived
-from these by the Saver, so a new store stays an afternoon's work.
+from these by the Saver, so a new store stays an afternoon's work. A layer may add two
+optional members, ``verification`` and ``open_unverified()``, to spare a save a second hash
+of bytes it already checks; :func:`layer_verification` and :func:`open_unverified` derive them
+when absent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Literal, Optional, Union
 
 import attrs
 from typing_extensions import Protocol, runtime_checkable
@@ -28,6 +31,9 @@ __all__ = [
     "ManifestLoadTransaction",
     "ManifestStore",
     "ReferenceStore",
+    "Verification",
+    "layer_verification",
+    "open_unverified",
 ]
 
 
@@ -64,6 +70,39 @@ class Layer(Protocol):
     def file_range(self) -> Optional[FileRange]:
         """Where the uncompressed bytes lie in a regular file, if they do; else ``None``."""
         ...
+
+
+# -- what a layer may add: optional, derived when absent ------------------------------------
+
+Verification = Literal["on-read", "at-ingest"]
+"""How a layer's bytes are already checked against its diff ID, as ``Layer.verification``:
+
+- ``"on-read"``: every stream from ``open()`` checks itself. The read that reaches the end
+  raises :class:`~tarexport.errors.LayerDigestMismatch` (or ``LayerSizeMismatch``) unless
+  the bytes were exactly ``size`` bytes hashing to ``diff_id``. A verifying Saver copies such
+  a layer through ``open()`` and does not hash it again.
+- ``"at-ingest"``: the bytes at ``file_range()`` were hashed when the store took them in,
+  and the file is content-addressed. A Saver hashes them anyway, unless its caller opted in
+  to trusting the store (``Saver(trust_ingested=True)``).
+"""
+
+
+def layer_verification(layer: Layer) -> Optional[Verification]:
+    """The layer's optional ``verification`` attribute; ``None`` (not verified) if absent."""
+    value = getattr(layer, "verification", None)
+    return value if value in ("on-read", "at-ingest") else None
+
+
+def open_unverified(layer: Layer) -> BinaryIO:
+    """The layer's bytes without its own check, for a save that does not verify.
+
+    A layer verifying on read may offer ``open_unverified()``; without it this is ``open()``.
+    """
+    opener = getattr(layer, "open_unverified", None)
+    if callable(opener):
+        stream: BinaryIO = opener()
+        return stream
+    return layer.open()
 
 
 @runtime_checkable
