@@ -284,7 +284,10 @@ class _Copier:
             else:
                 copied = 0
                 if fd is not None and self.hash is None:
-                    copied = self._kernel_copy(source.fileno(), offset, fd, self.expected)
+                    copied = self._kernel_copy(source.fileno(), offset, fd, self.hold_from)
+                    if copied == self.hold_from:  # the last block waits for the check below
+                        self.tail = self._read_tail(source, offset + copied)
+                        copied += len(self.tail)
                 if copied < self.expected:
                     self._seek(source, offset + copied)
                     copied += self._pump(source, self.expected - copied)
@@ -323,6 +326,22 @@ class _Copier:
         if copied < self.hold_from or hasher.count < self.expected:
             raise LayerSizeMismatch(self.name, self.expected, min(copied, hasher.count))
         self.tail = hasher.tail
+
+    def _read_tail(self, source: BinaryIO, position: int) -> bytearray:
+        tail = bytearray(self.expected - self.hold_from)
+        view = memoryview(tail)
+        got = 0
+        try:
+            while got < len(tail):
+                n = _pread_into(source.fileno(), view[got:], position + got)
+                if not n:
+                    break
+                got += n
+        except OSError as exc:
+            raise self._read_error(exc) from exc
+        del view
+        del tail[got:]
+        return tail
 
     def _state(self, source: BinaryIO, path: str) -> FileState:
         try:
