@@ -273,7 +273,7 @@ def _cmd_save(args: argparse.Namespace) -> int:
         raise CommandError(REFUSE_TERMINAL)
     store = _open_source(args.source)
     saver = Saver(store, store, store, profile=args.profile, verify=args.verify,
-                  platform=args.platform)
+                  platform=args.platform, trust_ingested=args.trust_ingested)
     # Resolve and plan before touching the output: bad names fail with nothing written.
     plan = saver.plan(args.names)
     with _progress(args, "saving", "saved") as display:
@@ -432,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="verify",
         action="store_false",
         help="do not check layer digests while copying",
+    )
+    save.add_argument(
+        "--trust-ingested",
+        action="store_true",
+        help="do not hash again uncompressed layers the store verified when it took them in "
+        "(oci: blobs); trusts that nothing wrote the store's files since",
     )
     save.add_argument(
         "-o",
