@@ -153,11 +153,12 @@ def build_image(
     oci: bool = True,
     archive: bool = True,
     seed: int = 20240102,
+    layers: int = LAYERS,
 ) -> ImageInputs:
     """Write one image's layer tars and config, then its OCI layout and docker archive.
 
     ``total_bytes`` makes an image of large random files, ``small_files`` one of that many
-    small files; either is split over four layers.
+    small files; either is split over ``layers`` layers (default four).
     """
     from tarexport import MemoryStore, Saver
 
@@ -166,13 +167,13 @@ def build_image(
     diff_ids: list[str] = []
     paths: list[str] = []
     layer_bytes = files = 0
-    for index in range(LAYERS):
+    for index in range(layers):
         path = directory / f"layer{index}.tar"
         if small_files:
-            share = small_files // LAYERS + (1 if index < small_files % LAYERS else 0)
+            share = small_files // layers + (1 if index < small_files % layers else 0)
             members = small_files_layer(index, share, rng)
         else:
-            share = total_bytes // LAYERS + (1 if index < total_bytes % LAYERS else 0)
+            share = total_bytes // layers + (1 if index < total_bytes % layers else 0)
             members = random_files_layer(index, share, rng)
         diff_id, size, count = write_layer(path, members)
         diff_ids.append(diff_id)

@@ -64,6 +64,10 @@ def _open_store(spec: dict[str, Any]) -> Any:
         from tarexport.stores.docker_archive import DockerArchiveStore
 
         return DockerArchiveStore(image["archive_path"])
+    if kind == "root":
+        from tarexport.stores.docker_root import DockerRootStore
+
+        return DockerRootStore(spec["data_root"])
     raise SystemExit(f"unknown store {kind!r}")
 
 
@@ -87,7 +91,8 @@ def op_save(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     store = _open_store(spec)
     opened = time.perf_counter()
-    saver = Saver(store, store, store, profile=profile, verify=bool(spec["verify"]))
+    saver = Saver(store, store, store, profile=profile, verify=bool(spec["verify"]),
+                  trust_ingested=bool(spec.get("trust_ingested", False)))
     plan = saver.plan([spec["image"]["reference"]])
     planned = time.perf_counter()
     with _open_sink(spec) as out:
@@ -192,6 +197,7 @@ def op_build(spec: dict[str, Any]) -> dict[str, Any]:
             owner_name=spec["owner_name"],
             oci=bool(item.get("oci", True)),
             archive=bool(item.get("archive", True)),
+            layers=int(item.get("layers", 4)),
         )
         for item in spec["images"]
     ]
@@ -214,6 +220,7 @@ _STORE_MODULES = {
     "memory": "tarexport.stores.memory",
     "oci": "tarexport.stores.oci_layout",
     "archive": "tarexport.stores.docker_archive",
+    "root": "tarexport.stores.docker_root",
 }
 
 
