@@ -23,7 +23,17 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, TextIO, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Callable,
+    Mapping,
+    NoReturn,
+    Optional,
+    TextIO,
+    Union,
+)
 
 import attrs
 
@@ -31,18 +41,14 @@ from . import __version__, cli_copy, cli_prune, cli_registry, cli_store, profile
 from .display import Display, JsonLines, LogLines, StatusLine
 from .errors import InvalidArchive, TarexportError
 from .leftovers import create_partial, undone_on_failure
-from .load import load
 from .profiles import Profile
-from .reference import (
-    familiar_string,
-    parse_normalized_named,
-    tag_name_only,
-)
-from .save import Saver
-from .stores.docker_archive import DockerArchiveStore
-from .stores.docker_root import DockerRootStore
-from .stores.memory import MemoryStore
-from .stores.oci_layout import OCILayoutStore, Platform
+
+# What only some commands need is imported by them (start-up stays that of the interpreter).
+if TYPE_CHECKING:
+    from .stores.docker_archive import DockerArchiveStore
+    from .stores.docker_root import DockerRootStore
+    from .stores.memory import MemoryStore
+    from .stores.oci_layout import OCILayoutStore, Platform
 
 __all__ = ["StoreSpec", "build_parser", "default_store_path", "main"]
 
@@ -114,21 +120,29 @@ def default_store_path(environ: Optional[Mapping[str, str]] = None) -> Path:
     return Path.home() / ".local" / "share" / "tarexport"
 
 
-AnyStore = Union[OCILayoutStore, DockerArchiveStore, DockerRootStore, MemoryStore]
+AnyStore = Union["OCILayoutStore", "DockerArchiveStore", "DockerRootStore", "MemoryStore"]
 
 
 def _open_source(spec: Optional[StoreSpec]) -> AnyStore:
     """The store images are read from; the default store, missing, reads as empty."""
+    from .stores.oci_layout import OCILayoutStore
+
     if spec is None:
         path = default_store_path()
         if not (path / "oci-layout").exists() and _missing_or_empty(path):
+            from .stores.memory import MemoryStore
+
             return MemoryStore()  # not created yet: nothing in it
         return OCILayoutStore(str(path))
     try:
         if spec.kind == "oci":
             return OCILayoutStore(spec.path)
         if spec.kind == "docker-root":
+            from .stores.docker_root import DockerRootStore
+
             return DockerRootStore(spec.path)
+        from .stores.docker_archive import DockerArchiveStore
+
         return DockerArchiveStore(spec.path)
     except TarexportError as exc:
         raise _naming(exc, spec.path) from exc
@@ -145,6 +159,8 @@ def _missing_or_empty(path: Path) -> bool:
 
 def _open_target(spec: Optional[StoreSpec]) -> OCILayoutStore:
     """The store a load writes into, created when it does not exist yet."""
+    from .stores.oci_layout import OCILayoutStore
+
     if spec is not None and spec.kind != "oci":
         what = "a docker-archive is written by `tarexport save`" if spec.kind == "docker-archive" \
             else "a Docker data root is read-only here; load into it with `docker load`"
@@ -268,6 +284,8 @@ def _stdout_binary() -> BinaryIO:
 
 
 def _cmd_save(args: argparse.Namespace) -> int:
+    from .save import Saver
+
     to_stdout = args.output in (None, "-")
     if to_stdout and _isatty(sys.stdout):
         raise CommandError(REFUSE_TERMINAL)
@@ -302,6 +320,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
         # A new target that a failed load made is not left behind, empty.
         stack.enter_context(undone_on_failure(_target_path(args.target)))
         store = _open_target(args.target)
+        from .load import load
+
         display = stack.enter_context(_progress(args, "loading", "loaded"))
         try:
             result = load(stream, into=store, progress=display)
@@ -313,6 +333,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_ref(args: argparse.Namespace) -> int:
+    from .reference import familiar_string, parse_normalized_named, tag_name_only
+
     status = EXIT_OK
     for text in args.refs:
         try:
@@ -349,6 +371,8 @@ def _store_spec(text: str) -> StoreSpec:
 
 
 def _platform(text: str) -> Platform:
+    from .stores.oci_layout import Platform
+
     try:
         return Platform.parse(text)
     except ValueError as exc:
