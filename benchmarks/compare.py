@@ -58,6 +58,7 @@ QUICK_IMAGES: dict[str, dict[str, int]] = {
     "500x100k": {"total_bytes": 20 * 100 * KiB, "layers": 20},
 }
 ROOT = Path(__file__).resolve().parent.parent
+Operation = Callable[[], Optional[dict[str, Any]]]  # None: a step between measurements
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +235,7 @@ class Compare:
         finally:
             out.unlink(missing_ok=True)
 
-    def core_ops(self, image: dict[str, Any]) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    def core_ops(self, image: dict[str, Any]) -> list[tuple[str, Operation]]:
         archive = image["archive_path"]
         return [
             ("hashlib.sha256 pass", lambda: self.worker(
@@ -248,20 +249,26 @@ class Compare:
             ("load file -> new oci layout", lambda: self.load(image)),
         ]
 
-    def measure(self, table: Table, ops: Sequence[tuple[str, Callable[[], dict[str, Any]]]],
-                rounds: int) -> None:
+    def measure(self, table: Table, ops: Sequence[tuple[str, Operation]], rounds: int, *,
+                alternate: bool = True) -> None:
+        """Every operation once per round, in reverse order every other round (``alternate``).
+
+        An operation that returns ``None`` is a step between measurements (a clean-up).
+        """
         for number in range(rounds):
-            order = list(ops) if number % 2 == 0 else list(reversed(ops))
+            order = list(ops) if number % 2 == 0 or not alternate else list(reversed(ops))
             os.sync()
             for label, op in order:
                 sample = op()
+                if sample is None:
+                    continue
                 sample["round"] = number
                 table.add(label, sample)
             log(f"{table.title}: round {number + 1}/{rounds}")
 
     def peer_ops(self, key: str, image: dict[str, Any]
-                 ) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
-        ops: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+                 ) -> list[tuple[str, Operation]]:
+        ops: list[tuple[str, Operation]] = [
             ("hashlib.sha256 pass", lambda: self.worker(
                 {"op": "sha256", "path": image["archive_path"], "out": ""})),
             ("save oci -> file, verify", lambda: self.save(image, "oci")),
@@ -301,7 +308,15 @@ class Compare:
                     (f"save docker-root ({name}) -> file, no verify",
                      lambda extra=extra: self.save(image, "root", verify=False, **extra)),
                 ]
+            # One daemon at a time holds the image: its disk is given back before the next.
+            ops.append((f"docker {name} rmi", self._docker_rmi(docker, image)))
         return ops
+
+    def _docker_rmi(self, docker: dockerd.Docker, image: dict[str, Any]
+                    ) -> Callable[[], None]:
+        def run() -> None:
+            docker.run("rmi", "--force", image["reference"], check=False)
+        return run
 
     def _docker_load(self, docker: dockerd.Docker, image: dict[str, Any]
                      ) -> Callable[[], dict[str, Any]]:
@@ -382,7 +397,8 @@ class Compare:
                 self.tables.append(table)
             if self.daemons or (not self.args.no_peers and not self.args.quick):
                 table = Table(f"{label} — peers, other core free")
-                self.measure(table, self.peer_ops(key, image), self.args.peer_rounds)
+                self.measure(table, self.peer_ops(key, image), self.args.peer_rounds,
+                             alternate=False)
                 table.close()
                 self.tables.append(table)
                 for docker in self.daemons.values():
