@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable, Optional, TextIO
-
-from typing_extensions import Protocol
+from typing import Callable, Optional, Protocol, TextIO
 
 from .progress import Progress
 
