@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -465,6 +466,8 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # A stopped run still removes its scratch directory and stops its CPU hog.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.quick:
         args.startup_runs = min(args.startup_runs, 3)
     parent = args.workdir if args.workdir is not None else Path(tempfile.gettempdir())
