@@ -398,12 +398,14 @@ class Compare:
                 self.tables.append(table)
             if self.daemons or (not self.args.no_peers and not self.args.quick):
                 table = Table(f"{label} — peers, other core free")
-                self.measure(table, self.peer_ops(key, image), self.args.peer_rounds,
-                             alternate=False)
+                try:
+                    self.measure(table, self.peer_ops(key, image), self.args.peer_rounds,
+                                 alternate=False)
+                finally:
+                    for docker in self.daemons.values():
+                        docker.run("rmi", "--force", image["reference"], check=False)
                 table.close()
                 self.tables.append(table)
-                for docker in self.daemons.values():
-                    docker.run("rmi", "--force", image["reference"], check=False)
             shutil.rmtree(self.workdir / "images" / key, ignore_errors=True)
 
 
