@@ -117,10 +117,12 @@ class Table:
     def __init__(self, title: str) -> None:
         self.title = title
         self.samples: dict[str, list[dict[str, Any]]] = {}
+        self.notes: list[str] = []
         self.meter = CpuMeter()
         self.load: dict[str, Any] = {}
 
     def add(self, label: str, sample: dict[str, Any]) -> None:
+        """One sample of the operation ``label``."""
         self.samples.setdefault(label, []).append(sample)
 
     def close(self) -> None:
@@ -166,6 +168,7 @@ class Compare:
         self.notes: list[str] = []
         self.data_roots: dict[str, tuple[str, bool]] = {}
         self.daemons = self._daemons() if not (args.no_peers or args.quick) else {}
+        self.on_table: Callable[[], object] = lambda: None
         self._n = 0
 
     def fresh(self, suffix: str = ".tar") -> Path:
@@ -260,7 +263,12 @@ class Compare:
             order = list(ops) if number % 2 == 0 or not alternate else list(reversed(ops))
             os.sync()
             for label, op in order:
-                sample = op()
+                try:
+                    sample = op()
+                except RuntimeError as exc:  # a peer refused (Docker's layer limit, ...)
+                    why = str(exc).strip().splitlines()[-1][:200]
+                    table.notes.append(f"{label}: failed: {why}")
+                    continue
                 if sample is None:
                     continue
                 sample["round"] = number
@@ -366,6 +374,7 @@ class Compare:
                                   "round": number})
         table.close()
         self.tables.append(table)
+        self.on_table()
         self.notes.append(_import_time(python, env))
 
     # -- all --------------------------------------------------------------------------------
@@ -390,12 +399,14 @@ class Compare:
             self.measure(table, self.core_ops(image), rounds)
             table.close()
             self.tables.append(table)
+            self.on_table()
             if not self.args.no_busy:
                 table = Table(f"{label} — other core busy (a CPU hog pinned to core 1)")
                 with cpu_hog(1 if (os.cpu_count() or 1) > 1 else 0):
                     self.measure(table, self.core_ops(image), rounds)
                 table.close()
                 self.tables.append(table)
+                self.on_table()
             if self.daemons or (not self.args.no_peers and not self.args.quick):
                 table = Table(f"{label} — peers, other core free")
                 try:
@@ -406,6 +417,7 @@ class Compare:
                         docker.run("rmi", "--force", image["reference"], check=False)
                 table.close()
                 self.tables.append(table)
+                self.on_table()
             shutil.rmtree(self.workdir / "images" / key, ignore_errors=True)
 
 
@@ -454,6 +466,8 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{m['cores']} cores busy on average; load average {load['loadavg_start']} at the "
             f"start, {load['loadavg_end']} at the end.",
             "",
+            *[f"- {note}" for note in table.get("notes", [])],
+            *([""] if table.get("notes") else []),
             "| operation | median s | min s | CPU s | MiB/s | vs sha256 (same round) | n |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
@@ -478,24 +492,49 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, True)
         compare = Compare(args, workdir, stack)
+        machine = describe(workdir)
+
+        def report() -> str:
+            doc = {
+                "machine": machine,
+                "command": "python -m benchmarks.compare " + " ".join(_shown(argv)),
+                "notes": compare.notes,
+                "tables": [{"title": t.title, "load": t.load, "rows": t.rows(),
+                            "notes": t.notes} for t in compare.tables],
+            }
+            text = markdown(doc)
+            if args.markdown:
+                Path(args.markdown).write_text(text)
+            if args.json:
+                Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+            return text
+
+        compare.on_table = report  # each finished table is written at once
         if args.only in (None, "startup"):
             compare.startup()
         if args.only in (None, "images"):
             compare.images()
-        doc = {
-            "machine": describe(workdir),
-            "command": "python -m benchmarks.compare " + " ".join(argv or sys.argv[1:]),
-            "notes": compare.notes,
-            "tables": [{"title": t.title, "load": t.load, "rows": t.rows()}
-                       for t in compare.tables],
-        }
-    text = markdown(doc)
+        text = report()
     print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
+
+
+def _shown(argv: Optional[Sequence[str]]) -> list[str]:
+    """The command line as run, without where it wrote its reports."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    shown = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--markdown", "--json", "--workdir"):
+            skip = True
+            continue
+        if arg.split("=", 1)[0] in ("--markdown", "--json", "--workdir"):
+            continue
+        shown.append(arg)
+    return shown
 
 
 if __name__ == "__main__":
