@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any, Optional
+
     from . import errors, profiles
     from .digest import Digest
     from .errors import TarexportError

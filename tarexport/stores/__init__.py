@@ -7,7 +7,8 @@ pay for the docker-archive reader, and ``tarexport.stores.protocols`` costs only
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 
 # Public name -> the module that defines it.
 _LAZY: dict[str, str] = {
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .docker_archive import DockerArchiveStore
     from .docker_root import DockerRootStore
     from .memory import MemoryStore
