@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import importlib
 import json
 import os
 import signal
@@ -29,22 +30,20 @@ from typing import (
     BinaryIO,
     Callable,
     Mapping,
+    NamedTuple,
     NoReturn,
     Optional,
     TextIO,
     Union,
 )
 
-import attrs
-
-from . import __version__, cli_copy, cli_prune, cli_registry, cli_store, profiles
-from .display import Display, JsonLines, LogLines, StatusLine
+from . import __version__
 from .errors import InvalidArchive, TarexportError
-from .leftovers import create_partial, undone_on_failure
-from .profiles import Profile
 
 # What only some commands need is imported by them (start-up stays that of the interpreter).
 if TYPE_CHECKING:
+    from .display import Display
+    from .profiles import Profile
     from .stores.docker_archive import DockerArchiveStore
     from .stores.docker_root import DockerRootStore
     from .stores.memory import MemoryStore
@@ -81,8 +80,7 @@ class _Terminated(KeyboardInterrupt):
 # -- stores -------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class StoreSpec:
+class StoreSpec(NamedTuple):
     """A store named on the command line: ``KIND:PATH``, a kind of ``STORE_KINDS``."""
 
     kind: str
@@ -188,6 +186,8 @@ def _naming(exc: TarexportError, path: str) -> Exception:
 
 
 def _display(mode: str, stream: TextIO, verb: str, past: str) -> Optional[Display]:
+    from .display import JsonLines, LogLines, StatusLine
+
     if mode == "auto":
         mode = "tty" if _isatty(stream) else "none"
     if mode == "tty":
@@ -252,6 +252,8 @@ def _output_file(path: str) -> Iterator[BinaryIO]:
     directory, base = os.path.split(target)
     try:
         # Locked while it is written, so the next save can tell a dead one and remove it.
+        from .leftovers import create_partial
+
         fd, temporary = create_partial(directory, base)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
@@ -318,6 +320,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise CommandError(f"cannot read {args.input}: {exc.strerror}") from exc
         # A new target that a failed load made is not left behind, empty.
+        from .leftovers import undone_on_failure
+
         stack.enter_context(undone_on_failure(_target_path(args.target)))
         store = _open_target(args.target)
         from .load import load
@@ -379,8 +383,15 @@ def _platform(text: str) -> Platform:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+# The names `--help` lists without importing the profiles (a test checks them).
+PROFILE_NAMES = ("docker-1.11", "docker-20.10", "docker-25", "docker-26", "docker-28",
+                 "docker-28-containerd", "docker-29", "default")
+
+
 def _profile(name: str) -> Profile:
     try:
+        from . import profiles
+
         return profiles.parse(name)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -399,8 +410,52 @@ def _add_progress_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``tarexport`` command."""
+# Commands that live in modules of their own, imported only for the command that runs, so
+# that start-up stays small: module -> its commands with the help line `--help` lists. A test
+# checks these lines against the modules' own.
+_COMMAND_MODULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "cli_store": (
+        ("images", "list the images of a store"),
+        ("inspect", "show an image's config and manifest"),
+        ("tag", "give an image another name"),
+        ("rmi", "remove names and images"),
+    ),
+    "cli_copy": (("copy", "copy images between places"),),
+    "cli_prune": (("prune", "remove what killed loads and saves left behind"),),
+    "cli_registry": (
+        ("push", "push an image to a registry"),
+        ("pull", "pull an image from a registry into a store"),
+    ),
+}
+ALL_COMMANDS = None
+"""``build_parser(ALL_COMMANDS)``: every command's whole parser."""
+
+
+def _add_module_commands(
+    module: str, commands: Any, common: argparse.ArgumentParser, command: Optional[str]
+) -> None:
+    """The module's real parsers when ``command`` is one of its (or all are wanted), else
+    stand-ins that only name the commands for ``--help``."""
+    names = _COMMAND_MODULES[module]
+    if command is ALL_COMMANDS or any(name == command for name, _ in names):
+        loaded: Any = importlib.import_module(f"{__package__}.{module}")
+        register = getattr(loaded, "add_parsers", None) or loaded.add_parser
+        if module == "cli_prune":
+            register(commands, parents=[common])
+        else:
+            register(commands, common)
+        return
+    for name, help_line in names:
+        commands.add_parser(name, help=help_line, add_help=False).set_defaults(run=None)
+
+
+def _command_word(argv: Sequence[str]) -> str:
+    """The command of a command line: its first word that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), "")
+
+
+def build_parser(command: Optional[str] = ALL_COMMANDS) -> argparse.ArgumentParser:
+    """The argument parser of the ``tarexport`` command (for ``command``, or for every one)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Write and read `docker save` archives without a Docker daemon.",
@@ -438,11 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     save.add_argument(
         "--profile",
         type=_profile,
-        default=profiles.DEFAULT,
+        default="default",  # argparse converts a string default with `type`
         metavar="NAME[,KNOB=VALUE...]",
         help="the Docker generation whose output to reproduce: "
-        + ", ".join(p.name for p in profiles.ALL)
-        + f" (default: {profiles.DEFAULT.name}); knobs change one field each, e.g. "
+        + ", ".join(PROFILE_NAMES)
+        + " (default: default); knobs change one field each, e.g. "
         "docker-20.10,owner_name=root (see docs/cli.md)",
     )
     save.add_argument(
@@ -494,8 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress_options(load_)
     load_.set_defaults(run=_cmd_load)
 
-    cli_store.add_parsers(commands, common)
-    cli_copy.add_parser(commands, common)
+    _add_module_commands("cli_store", commands, common, command)
+    _add_module_commands("cli_copy", commands, common, command)
 
     ref = commands.add_parser(
         "ref",
@@ -516,8 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ref.add_argument("refs", nargs="+", metavar="REF")
     ref.set_defaults(run=_cmd_ref)
-    cli_prune.add_parser(commands, parents=[common])
-    cli_registry.add_parsers(commands, common)
+    _add_module_commands("cli_prune", commands, common, command)
+    _add_module_commands("cli_registry", commands, common, command)
     return parser
 
 
@@ -563,9 +618,11 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args = build_parser(_command_word(words)).parse_args(words)
+        if getattr(args, "run", None) is None:  # a stand-in matched: parse with every parser
+            args = build_parser(ALL_COMMANDS).parse_args(words)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         if exc.code is None:
             return EXIT_OK
