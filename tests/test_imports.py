@@ -117,4 +117,4 @@ def test_in_this_process_too() -> None:
 def test_the_profile_names_the_help_lists_are_the_profiles() -> None:
     from tarexport import cli, profiles
 
-    assert cli.PROFILE_NAMES == tuple(p.name for p in profiles.ALL)
+    assert tuple(p.name for p in profiles.ALL) == cli.PROFILE_NAMES
