@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from . import errors, profiles
+from .build import BuiltImage, ImageBuilder
 from .digest import Digest
 from .errors import TarexportError
 from .load import Limits, LoadedImage, Loader, LoadResult, load
@@ -17,9 +18,11 @@ from .transports.copier import copy as copy_images
 __version__ = "0.1.0"
 
 __all__ = [
+    "BuiltImage",
     "Digest",
     "DockerArchiveStore",
     "DockerRootStore",
+    "ImageBuilder",
     "Limits",
     "LoadResult",
     "LoadedImage",

@@ -26,6 +26,7 @@ import select
 import socket
 import stat
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
 
 from .errors import (
@@ -37,7 +38,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .stores.protocols import Layer
+    from .stores.protocols import FileRange, Layer
 
 __all__ = ["BUFFER_SIZE", "KERNEL_CHUNK", "can_zero_copy", "copy_layer", "output_fd"]
 
@@ -52,6 +53,7 @@ small enough to report progress a few times a second."""
 
 _BUFFERS_IN_FLIGHT = 4  # buffers shared by the copying and the hashing thread
 _THREAD_THRESHOLD = 4 << 20  # smaller layers hash inline: a thread would cost more than it saves
+_KERNEL_PIECE = 256 << 10  # smaller pieces of a layer go through the buffer: fewer syscalls
 
 # Errors that mean the output itself failed; any other error of a kernel copy only means
 # "not for this pair of files", and the next, more general way is tried.
@@ -148,11 +150,14 @@ class _Copier:
     def run(self) -> None:
         if self.expected < 0:
             raise StoreError(f"{self.name}: layer {self.layer.diff_id} has a negative size")
+        segments = getattr(self.layer, "segments", None)
         try:
-            file_range = self.layer.file_range()
+            file_range = None if segments is not None else self.layer.file_range()
         except OSError as exc:
             raise self._read_error(exc) from exc
-        if file_range is not None:
+        if segments is not None:
+            self._copy_segments(segments())
+        elif file_range is not None:
             if file_range.length != self.expected:
                 raise LayerSizeMismatch(self.name, self.expected, file_range.length)
             self._copy_file_range(file_range.path, file_range.offset)
@@ -176,6 +181,58 @@ class _Copier:
                 raise LayerSizeMismatch(self.name, self.expected, self.expected + 1, at_least=True)
         finally:
             source.close()
+
+    def _copy_segments(self, segments: Iterable[Union[bytes, FileRange]]) -> None:
+        """A layer made of pieces: inline bytes, and ranges of files (a built layer's).
+
+        A range may carry ``check(stat_result)``: it is called before and after the range is
+        read, so that a file that changed since the layer was planned raises.
+        """
+        fd = output_fd(self.out) if self.hash is None else None
+        copied = 0
+        for segment in segments:
+            if isinstance(segment, (bytes, bytearray, memoryview)):
+                view = memoryview(segment)
+                if copied + len(view) > self.expected:
+                    raise LayerSizeMismatch(self.name, self.expected, copied + len(view),
+                                            at_least=True)
+                if self.hash is not None:
+                    self.hash.update(view)
+                self._write(view)
+                copied += len(view)
+                continue
+            if copied + segment.length > self.expected:
+                raise LayerSizeMismatch(self.name, self.expected, copied + segment.length,
+                                        at_least=True)
+            copied += self._copy_piece(segment, fd)
+        if copied != self.expected:
+            raise LayerSizeMismatch(self.name, self.expected, copied)
+
+    def _copy_piece(self, piece: FileRange, fd: Optional[int]) -> int:
+        check = getattr(piece, "check", None)
+        try:
+            source = open(piece.path, "rb", buffering=0)  # noqa: SIM115 -- closed below
+        except OSError as exc:
+            if check is not None:
+                check(os.stat(piece.path))  # raises the caller's own error when it can
+            raise self._read_error(exc) from exc
+        with source:
+            if check is not None:
+                check(os.fstat(source.fileno()))
+            copied = 0
+            if fd is not None and piece.length >= _KERNEL_PIECE:
+                copied = self._kernel_copy(source.fileno(), piece.offset, fd, piece.length)
+            if copied < piece.length:
+                try:
+                    source.seek(piece.offset + copied)
+                except OSError as exc:
+                    raise self._read_error(exc) from exc
+                copied += self._pump(source, piece.length - copied)
+            if check is not None:
+                check(os.fstat(source.fileno()))
+            if copied < piece.length:
+                raise LayerSizeMismatch(f"{self.name}: {piece.path}", piece.length, copied)
+        return copied
 
     def _copy_file_range(self, path: str, offset: int) -> None:
         try:
@@ -207,17 +264,18 @@ class _Copier:
 
     # -- in the kernel --------------------------------------------------------------------
 
-    def _kernel_copy(self, src: int, offset: int, dst: int) -> int:
+    def _kernel_copy(self, src: int, offset: int, dst: int, length: Optional[int] = None) -> int:
         """Copy what the kernel will; return the count, the caller finishes the rest."""
         self._flush()
+        wanted = self.expected if length is None else length
         methods = []
         if hasattr(os, "copy_file_range"):
             methods.append(_copy_file_range)
         if hasattr(os, "sendfile"):
             methods.append(_sendfile)
         done = 0
-        while methods and done < self.expected:
-            count = min(KERNEL_CHUNK, self.expected - done)
+        while methods and done < wanted:
+            count = min(KERNEL_CHUNK, wanted - done)
             try:
                 n = methods[0](src, dst, offset + done, count)
             except BlockingIOError:
