@@ -488,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     ref.set_defaults(run=_cmd_ref)
     cli_prune.add_parser(commands, parents=[common])
     cli_registry.add_parsers(commands, common)
+
+    from .cli_build import add_parsers as add_build_parsers  # build, append, mutate
+
+    add_build_parsers(commands, common)
     return parser
 
 
