@@ -213,9 +213,9 @@ class _Copier:
         try:
             source = open(piece.path, "rb", buffering=0)  # noqa: SIM115 -- closed below
         except OSError as exc:
-            if check is not None:
-                check(os.stat(piece.path))  # raises the caller's own error when it can
-            raise self._read_error(exc) from exc
+            read_error = getattr(piece, "read_error", None)  # the piece's own error, if any
+            raise (read_error(exc) if read_error is not None else self._read_error(exc)) \
+                from None
         with source:
             if check is not None:
                 check(os.fstat(source.fileno()))
