@@ -209,6 +209,8 @@ class _Copier:
             raise LayerSizeMismatch(self.name, self.expected, copied)
 
     def _copy_piece(self, piece: FileRange, fd: Optional[int]) -> int:
+        if piece.length < _KERNEL_PIECE:
+            return self._copy_small_piece(piece)
         check = getattr(piece, "check", None)
         try:
             source = open(piece.path, "rb", buffering=0)  # noqa: SIM115 -- closed below
@@ -233,6 +235,36 @@ class _Copier:
             if copied < piece.length:
                 raise LayerSizeMismatch(f"{self.name}: {piece.path}", piece.length, copied)
         return copied
+
+    def _copy_small_piece(self, piece: FileRange) -> int:
+        """A small piece in one read: fewer calls per file for layers of many small files."""
+        check = getattr(piece, "check", None)
+        try:
+            src = os.open(piece.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            read_error = getattr(piece, "read_error", None)
+            raise (read_error(exc) if read_error is not None else self._read_error(exc)) \
+                from None
+        try:
+            data = os.pread(src, piece.length, piece.offset)
+            while len(data) < piece.length:
+                more = os.pread(src, piece.length - len(data), piece.offset + len(data))
+                if not more:
+                    break
+                data += more
+            if check is not None:  # once, after the read: a change before or during it shows
+                check(os.fstat(src))
+        except OSError as exc:
+            raise self._read_error(exc) from exc
+        finally:
+            os.close(src)
+        if len(data) < piece.length:
+            raise LayerSizeMismatch(f"{self.name}: {piece.path}", piece.length, len(data))
+        view = memoryview(data)
+        if self.hash is not None:
+            self.hash.update(view)
+        self._write(view)
+        return len(data)
 
     def _copy_file_range(self, path: str, offset: int) -> None:
         try:

@@ -352,3 +352,17 @@ def test_layer_options_reach_the_headers(tmp_path: Path) -> None:
     got = layer_members(layer.open().read())
     assert {m.mtime for m in got.values() if not m.issym()} == {500}
     assert {m.uid for m in got.values()} == {5}
+
+
+@pytest.mark.parametrize("size", [100, 5 << 20])
+def test_a_source_that_changes_before_it_is_hashed_is_a_typed_error(
+    tmp_path: Path, size: int
+) -> None:
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "f").write_bytes(b"x" * size)
+    builder = ImageBuilder()
+    builder.add_tree(tree)
+    (tree / "f").write_bytes(b"x" * (size // 2))
+    with pytest.raises(SourceChanged, match="shrank"):
+        builder.build(["h:1"])

@@ -171,3 +171,27 @@ def test_any_set_of_files_plans_to_a_tar_that_reads_back(paths: list[str], data:
         parent = member.name.rpartition("/")[0]
         assert not parent or parent in seen
         seen.add(member.name)
+
+
+_header_fields = st.fixed_dictionaries({
+    "name": st.text("abc/._-", min_size=1, max_size=100).filter(lambda n: not n.endswith("/")),
+    "typeflag": st.sampled_from(["0", "1", "2", "3", "4", "6"]),
+    "mode": st.integers(0, 0o7777),
+    "uid": st.integers(0, 8**7 - 1),
+    "gid": st.integers(0, 8**7 - 1),
+    "mtime": st.integers(0, 8**11 - 1),
+    "uname": st.text("abcdefgh", max_size=32),
+    "gname": st.text("abcdefgh", max_size=32),
+    "devmajor": st.integers(0, 8**7 - 1),
+    "devminor": st.integers(0, 8**7 - 1),
+})
+
+
+@given(_header_fields, st.integers(0, 8**11 - 1))
+def test_the_fast_ustar_path_writes_what_the_field_by_field_path_writes(
+    fields: dict[str, object], size: int
+) -> None:
+    header = MemberHeader(**fields, size=size if fields["typeflag"] == "0" else 0)  # type: ignore[arg-type]
+    fast = header._plain_ustar()
+    assert fast is not None
+    assert fast == header._block(header.name, header.linkname, ustar=True)
