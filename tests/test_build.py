@@ -366,3 +366,60 @@ def test_a_source_that_changes_before_it_is_hashed_is_a_typed_error(
     (tree / "f").write_bytes(b"x" * (size // 2))
     with pytest.raises(SourceChanged, match="shrank"):
         builder.build(["h:1"])
+
+
+def test_fifos_devices_and_xattrs_only_when_asked(tmp_path: Path) -> None:
+    tree = tmp_path / "t"
+    tree.mkdir()
+    os.mkfifo(tree / "pipe")
+    (tree / "tagged").write_bytes(b"x")
+    try:
+        os.setxattr(tree / "tagged", "user.origin", b"here")
+    except OSError:
+        pytest.skip("no user xattrs on this file system")
+    plain = layer_members(ImageBuilder().add_tree(tree).open().read())
+    assert set(plain) == {"tagged"} and not plain["tagged"].pax_headers
+    options = LayerOptions(devices=True, xattrs=True)
+    full = layer_members(ImageBuilder().add_tree(tree, options=options).open().read())
+    assert full["pipe"].isfifo()
+    assert full["tagged"].pax_headers["SCHILY.xattr.user.origin"] == "here"
+
+
+def test_keep_owners_keeps_what_the_file_system_says(tmp_path: Path) -> None:
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "f").write_bytes(b"x")
+    if os.geteuid() == 0:
+        os.chown(tree / "f", 4321, 8765)
+    info = os.stat(tree / "f")
+    got = layer_members(ImageBuilder().add_tree(
+        tree, options=LayerOptions(keep_owners=True)).open().read())
+    assert (got["f"].uid, got["f"].gid) == (info.st_uid, info.st_gid)
+
+
+def test_build_on_a_base_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, base_layer = base_store(tmp_path)
+    archive = tmp_path / "base.tar"
+    with open(archive, "wb") as f:
+        Saver(store, store, store).save(["base:1"], f)
+    tree = make_tree(tmp_path / "t")
+    out = tmp_path / "child.tar"
+    assert main(["build", "--base", f"docker-archive:{archive}", "base:1", "--layer",
+                 f"{tree}:/srv", "--cmd", "/srv/bin/tool", "-t", "child:1",
+                 "-o", str(out)]) == 0
+    from tarexport import DockerArchiveStore
+
+    child = DockerArchiveStore(str(out))
+    from tarexport.reference import parse_normalized_named
+
+    image = Image.from_bytes(child.get_config(child.get(parse_normalized_named("child:1"))))
+    base = Image.from_bytes(store.get_config(store.search("")[0]))
+    assert image.diff_ids[:1] == base.diff_ids and len(image.diff_ids) == 2
+    assert image.architecture == "arm64"  # the base's platform
+    with child.get_layer(base.diff_ids[0]).open() as layer:
+        assert layer.read() == base_layer
+    assert main(["build", "--base", f"docker-archive:{archive}", "nope:1", "--layer",
+                 str(tree), "-t", "x:1", "-o", str(tmp_path / "never.tar")]) == 1
+    assert not (tmp_path / "never.tar").exists()
