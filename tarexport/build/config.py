@@ -51,7 +51,8 @@ class ConfigEdit:
     """Changes to a container config; ``None`` leaves a field as the base has it.
 
     ``env`` entries are ``KEY=VALUE``; one whose key the config already has replaces it in
-    place (as Docker's ``ENV`` does). ``labels`` are merged; ``exposed_ports`` and ``volumes`` added.
+    place (as Docker's ``ENV`` does). ``labels`` are merged; ``exposed_ports`` and
+    ``volumes`` added.
     """
 
     env: Sequence[str] = ()

@@ -21,8 +21,8 @@ import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO, Optional, Union
 
-from ..copy import _HashThread
 from ..compression import Compression, DecompressingReader, detect
+from ..copy import _HashThread
 from ..digest import Digest
 from ..errors import BuildError, SourceChanged
 from ..stores.protocols import FileRange

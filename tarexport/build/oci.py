@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from .. import gojson, profiles
-from ..digest import Digest
 from ..copy import copy_layer
+from ..digest import Digest
 from ..errors import BuildError, InvalidBuildOption, TarexportError
 from ..reference import Named, parse_normalized_named, tag_name_only
 from ..save import Entry, SavePlan

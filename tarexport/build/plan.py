@@ -211,6 +211,11 @@ def image_path(path: str) -> str:
     """
     if not isinstance(path, str):
         raise InvalidLayerEntry(repr(path), "an image path must be a str")
+    if (  # already clean, the common case: nothing to split
+        path.isascii() and path and path[0] != "/" and path[-1] != "/" and "//" not in path
+        and "/." not in path and path[0] != "." and "\x00" not in path
+    ):
+        return path
     if "\x00" in path:
         raise InvalidLayerEntry(path, "NUL byte in path")
     _check_utf8(path, path)

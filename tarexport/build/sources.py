@@ -194,31 +194,33 @@ def _walk(tree: Tree, options: LayerOptions) -> Iterator[Node]:
 
 def _node(path: str, source: str, info: os.stat_result, options: LayerOptions) -> Optional[Node]:
     mode = info.st_mode
-    owner: dict[str, Optional[int]] = {"uid": None, "gid": None}
+    uid = gid = None
     if options.keep_owners:
-        owner = {"uid": info.st_uid, "gid": info.st_gid}
-    common = dict(mode=stat.S_IMODE(mode), mtime=int(info.st_mtime), **owner)
+        uid, gid = info.st_uid, info.st_gid
+    perm = stat.S_IMODE(mode)
+    mtime = int(info.st_mtime)
     xattrs = _xattrs(source, path) if options.xattrs else ()
-    if stat.S_ISDIR(mode):
-        return Node(path, "dir", xattrs=xattrs, **common)  # type: ignore[arg-type]
     if stat.S_ISREG(mode):
         link_key = (info.st_dev, info.st_ino) if info.st_nlink > 1 else None
-        return Node(path, "file", source=FileSource.from_stat(source, info),
-                    link_key=link_key, xattrs=xattrs, **common)  # type: ignore[arg-type]
+        return Node(path, "file", perm, False, uid, gid, mtime, None,
+                    FileSource.from_stat(source, info), "", link_key, 0, 0, xattrs)
+    if stat.S_ISDIR(mode):
+        return Node(path, "dir", perm, False, uid, gid, mtime, xattrs=xattrs)
     if stat.S_ISLNK(mode):
         try:
             target = os.readlink(source)
         except OSError as exc:
             raise InvalidLayerEntry(path, f"cannot read link {source!r}: {exc.strerror}") \
                 from None
-        return Node(path, "symlink", target=target, xattrs=xattrs, **common)  # type: ignore[arg-type]
+        return Node(path, "symlink", perm, False, uid, gid, mtime, target=target,
+                    xattrs=xattrs)
     if not options.devices or stat.S_ISSOCK(mode):
         return None  # sockets never go into layers; devices and FIFOs only when asked
     kind = "char" if stat.S_ISCHR(mode) else "block" if stat.S_ISBLK(mode) else "fifo"
     major = os.major(info.st_rdev) if kind != "fifo" else 0
     minor = os.minor(info.st_rdev) if kind != "fifo" else 0
-    return Node(path, kind, devmajor=major, devminor=minor, xattrs=xattrs,
-                **common)  # type: ignore[arg-type]
+    return Node(path, kind, perm, False, uid, gid, mtime, devmajor=major, devminor=minor,
+                xattrs=xattrs)
 
 
 def _xattrs(source: str, path: str) -> tuple[tuple[str, bytes], ...]:
