@@ -423,3 +423,28 @@ def test_build_on_a_base_from_the_command_line(
     assert main(["build", "--base", f"docker-archive:{archive}", "nope:1", "--layer",
                  str(tree), "-t", "x:1", "-o", str(tmp_path / "never.tar")]) == 1
     assert not (tmp_path / "never.tar").exists()
+
+
+def test_cli_multi_platform_and_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = make_tree(tmp_path / "t")
+    out = tmp_path / "multi.tar"
+    assert main(["build", "--layer", str(tree), "--platform", "linux/amd64", "--platform",
+                 "linux/arm64/v8", "-t", "m:1", "-o", str(out)]) == 0
+    with tarfile.open(out) as tar:
+        assert "index.json" in tar.getnames() and "manifest.json" not in tar.getnames()
+    capsys.readouterr()
+    assert main(["build", "--layer", str(tree), "-t", "m:1", "--gzip", "-o",
+                 str(tmp_path / "x.tar")]) == 1
+    assert "--gzip needs --into" in capsys.readouterr().err
+    assert main(["build", "--layer", str(tree), "--platform", "linux/amd64", "--platform",
+                 "linux/arm64", "-t", "m:1", "--into", f"oci:{tmp_path / 'l'}"]) == 1
+    assert "several platforms" in capsys.readouterr().err
+    assert main(["build", "--layer", str(tree), "--platform", "windows", "-t", "m:1",
+                 "-o", str(tmp_path / "y.tar")]) == 1
+    assert "OS/ARCH" in capsys.readouterr().err
+    assert main(["build", "--layer", str(tmp_path / "missing"), "-t", "m:1",
+                 "-o", str(tmp_path / "z.tar")]) == 1
+    assert "missing" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in ("x.tar", "y.tar", "z.tar", "l"))
