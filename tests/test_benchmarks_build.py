@@ -28,7 +28,7 @@ def test_the_build_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert report["trees"]["big"] == {"files": 2, "bytes": 8 << 20}
     assert report["trees"]["small"]["files"] == 30
     ops = {(row["tree"], row["op"]) for row in report["rows"]}
-    assert len(ops) == 8
+    assert len(ops) == 10
     for row in report["rows"]:
         assert row["seconds"] > 0 and row["peak_rss"] > 0
     assert "tar | sha256sum" in proc.stdout
