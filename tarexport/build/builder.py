@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, BinaryIO, Optional, Union
 
+import attrs
+
 from .. import profiles
 from ..digest import Digest, chain_ids
 from ..errors import (
@@ -289,8 +291,9 @@ def _created(value: Union[int, str, GoTime, None], environ: Optional[Mapping[str
     return GoTime.from_unix(int(value))
 
 
-# The base is resolved with the Saver's rules; no archive is written with this profile.
-_RESOLVE_ONLY = profiles.DEFAULT
+# The base is resolved with the Saver's rules; no archive is written with this profile, and
+# a base without layers (a config-only image) is as good a base as any.
+_RESOLVE_ONLY = attrs.evolve(profiles.DEFAULT, zero_layer_images=True)
 
 
 class BuiltImage(StoreTables[Layer]):
