@@ -190,7 +190,9 @@ def test_skopeo_copies_the_gzip_layout_and_umoci_unpacks_the_same_tree(
     tree = make_tree(tmp_path / "tree")
     image = build(tree, "tarexport-build/oci:1")
     add_to_layout([image], str(tmp_path / "layout"), compression="gzip")
-    skopeo.run("copy", f"oci:{tmp_path / 'layout'}:1", f"oci:{tmp_path / 'copy'}:1")
+    # The layout names the image by its whole reference, as skopeo and umoci look it up.
+    skopeo.run("copy", f"oci:{tmp_path / 'layout'}:tarexport-build/oci:1",
+               f"oci:{tmp_path / 'copy'}:1")
     config = json.loads(skopeo.run("inspect", "--config", f"oci:{tmp_path / 'copy'}:1").stdout)
     assert config["config"]["Entrypoint"] == CONFIG["entrypoint"]
     assert config["rootfs"]["diff_ids"] == [str(d) for d in image.diff_ids]

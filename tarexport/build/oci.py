@@ -28,7 +28,7 @@ from .. import gojson, profiles
 from ..copy import copy_layer
 from ..digest import Digest
 from ..errors import BuildError, InvalidBuildOption, TarexportError
-from ..reference import Named, parse_normalized_named, tag_name_only
+from ..reference import Named, familiar_string, parse_normalized_named, tag_name_only
 from ..save import Entry, SavePlan
 from ..stores import oci_layout
 from ..stores.oci_layout import OCILayoutStore
@@ -268,7 +268,8 @@ def index_archive(
         if ref is not None:
             descriptor["annotations"] = gojson.Map({
                 oci_layout.ANNOTATION_IMAGE_NAME: str(ref),
-                oci_layout.ANNOTATION_REF_NAME: ref.tag or "latest",
+                # The whole name, as the layouts of this project name images (see oci_layout).
+                oci_layout.ANNOTATION_REF_NAME: familiar_string(ref),
             })
         top.append(descriptor)
     index_json = gojson.dumps({"schemaVersion": 2, "mediaType": oci_layout.MEDIA_INDEX,
