@@ -20,9 +20,11 @@ __version__ = "0.1.0"
 # Public name -> (module, attribute); attribute None means the module itself.
 # To add a name: one line here and one in __all__ (and under TYPE_CHECKING for type checkers).
 _LAZY: dict[str, tuple[str, Optional[str]]] = {
+    "BuiltImage": ("tarexport.build.builder", "BuiltImage"),
     "Digest": ("tarexport.digest", "Digest"),
     "DockerArchiveStore": ("tarexport.stores.docker_archive", "DockerArchiveStore"),
     "DockerRootStore": ("tarexport.stores.docker_root", "DockerRootStore"),
+    "ImageBuilder": ("tarexport.build.builder", "ImageBuilder"),
     "Limits": ("tarexport.load", "Limits"),
     "LoadResult": ("tarexport.load", "LoadResult"),
     "LoadedImage": ("tarexport.load", "LoadedImage"),
@@ -40,9 +42,11 @@ _LAZY: dict[str, tuple[str, Optional[str]]] = {
 }
 
 __all__ = [
+    "BuiltImage",
     "Digest",
     "DockerArchiveStore",
     "DockerRootStore",
+    "ImageBuilder",
     "Limits",
     "LoadResult",
     "LoadedImage",
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
     from . import errors, profiles
+    from .build.builder import BuiltImage, ImageBuilder
     from .digest import Digest
     from .errors import TarexportError
     from .load import Limits, LoadedImage, Loader, LoadResult, load

@@ -426,6 +426,11 @@ _COMMAND_MODULES: dict[str, tuple[tuple[str, str], ...]] = {
         ("push", "push an image to a registry"),
         ("pull", "pull an image from a registry into a store"),
     ),
+    "cli_build": (
+        ("build", "build an image from directories and layer tars"),
+        ("append", "add layer tars on top of an image"),
+        ("mutate", "change an image's config"),
+    ),
 }
 ALL_COMMANDS = None
 """``build_parser(ALL_COMMANDS)``: every command's whole parser."""
@@ -573,6 +578,7 @@ def build_parser(command: Optional[str] = ALL_COMMANDS) -> argparse.ArgumentPars
     ref.set_defaults(run=_cmd_ref)
     _add_module_commands("cli_prune", commands, common, command)
     _add_module_commands("cli_registry", commands, common, command)
+    _add_module_commands("cli_build", commands, common, command)
     return parser
 
 

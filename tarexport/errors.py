@@ -11,15 +11,18 @@ from typing import Optional
 __all__ = [
     "AmbiguousReference",
     "ArchiveDigestMismatch",
+    "BuildError",
     "ConnectionFailed",
     "DaemonError",
     "DaemonUnavailable",
     "EmptyExport",
     "ImageNotFound",
     "InvalidArchive",
+    "InvalidBuildOption",
     "InvalidDigest",
     "InvalidImageConfig",
     "InvalidJSON",
+    "InvalidLayerEntry",
     "InvalidReference",
     "InvalidTimestamp",
     "InvalidTransport",
@@ -36,6 +39,7 @@ __all__ = [
     "RegistryNotFound",
     "RegistryRejected",
     "RegistryUnavailable",
+    "SourceChanged",
     "StoreError",
     "StoreWriteError",
     "TarHeaderError",
@@ -300,3 +304,37 @@ class ConnectionFailed(TarexportError, OSError):
 
 class LayerChanged(LayerIntegrityError):
     """A layer's file was written or replaced after the save was planned, or while copied."""
+
+
+# -- building -----------------------------------------------------------------------------
+
+
+class BuildError(TarexportError):
+    """An image or layer cannot be built from what was given."""
+
+
+class InvalidLayerEntry(BuildError, ValueError):
+    """A layer entry is unusable: a path escaping the image root, a name that cannot be
+    encoded, a duplicate, a source that is not what it claims. ``path`` names it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class SourceChanged(BuildError):
+    """A source file changed, grew, shrank or vanished between planning and writing."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path!r} {reason} while the layer was being written")
+        self.path = path
+        self.reason = reason
+
+
+class InvalidBuildOption(BuildError, ValueError):
+    """A config value or build option is malformed (``option`` names it)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
