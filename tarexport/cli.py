@@ -19,7 +19,6 @@ import importlib
 import json
 import os
 import signal
-import stat
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -221,58 +220,11 @@ def _progress(args: argparse.Namespace, verb: str, past: str) -> Iterator[Option
 # -- output -------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _output_file(path: str) -> Iterator[BinaryIO]:
-    """A file to write the archive to that appears at ``path`` only once it is complete.
+def _output_file(path: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    """A file that appears at ``path`` only once the archive written to it is complete."""
+    from .leftovers import replacing_file
 
-    The bytes go to a temporary file in the target's directory, renamed over the target on
-    success and removed on any failure. A target that exists and is not a regular file (a
-    device such as ``/dev/null``, a FIFO) is written to directly: renaming over it would
-    replace it.
-    """
-    try:
-        st: Optional[os.stat_result] = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise CommandError(f"cannot write {path}: Is a directory")
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        try:
-            direct = open(path, "wb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
-        with direct:
-            yield direct
-        return
-
-    # Through a symlink, as a plain create would write: the link stays, its target changes.
-    target = os.path.realpath(path)
-    directory, base = os.path.split(target)
-    try:
-        # Locked while it is written, so the next save can tell a dead one and remove it.
-        from .leftovers import create_partial
-
-        fd, temporary = create_partial(directory, base)
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-        # mkstemp makes the file private; give it the mode a plain create would have.
-        os.chmod(temporary, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    return replacing_file(path)
 
 
 def _stdout_binary() -> BinaryIO:

@@ -24,11 +24,14 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import stat
 from collections.abc import Iterator, Sequence
-from typing import Literal, Optional
+from typing import BinaryIO, Literal, Optional, Union
 
 import attrs
+
+from .errors import OutputError
 
 try:
     import fcntl
@@ -44,6 +47,7 @@ __all__ = [
     "hold_staging_directory",
     "lock_directory",
     "remove_leftovers",
+    "replacing_file",
     "undone_on_failure",
 ]
 
@@ -298,3 +302,68 @@ def _remove_empty_layout(path: str, *, remove_directory: bool) -> None:
             os.rmdir(blobs)
     if remove_directory:
         os.rmdir(path)
+
+
+@contextlib.contextmanager
+def replacing_file(path: str) -> Iterator[BinaryIO]:
+    """A file to write to that appears at ``path`` only once the ``with`` block succeeds.
+
+    The bytes go to a partial file in the target's directory (locked while written, so that
+    a later run can tell a dead one and remove it), renamed over the target on success with
+    the mode a plain create would give, and removed on any failure. A target that exists and
+    is not a regular file (``/dev/null``, a FIFO) is written to directly: renaming over it
+    would replace it. Failures are :class:`~tarexport.errors.OutputError` naming ``path``.
+    """
+    try:
+        st: Optional[os.stat_result] = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"cannot write {path}: Is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            direct = open(path, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
+        with direct:
+            yield direct
+        return
+    # Through a symlink, as a plain create would write: the link stays, its target changes.
+    target = os.path.realpath(path)
+    directory, base = os.path.split(target)
+    # Ctrl-C waits while the partial file is made, and strikes inside the cleanup's reach.
+    masked = _mask_interrupts()
+    try:
+        fd, temporary = create_partial(directory, base)
+    except OSError as exc:
+        _restore_interrupts(masked)
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        _restore_interrupts(masked)
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(temporary, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~mask)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _mask_interrupts() -> Optional[set[Union[int, signal.Signals]]]:
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - no POSIX signal masks
+        return None
+
+
+def _restore_interrupts(masked: Optional[set[Union[int, signal.Signals]]]) -> None:
+    if masked is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, masked)
