@@ -102,19 +102,11 @@ class StoreSpec(NamedTuple):
 
 
 def default_store_path(environ: Optional[Mapping[str, str]] = None) -> Path:
-    """Where the embedded default store lives.
+    """Where the embedded default store lives: ``$TAREXPORT_STORE``, else
+    ``$XDG_DATA_HOME/tarexport``, else ``~/.local/share/tarexport``."""
+    from .transports.local import default_store_path as where
 
-    ``$TAREXPORT_STORE``, else ``$XDG_DATA_HOME/tarexport``, else ``~/.local/share/tarexport``.
-    A relative ``XDG_DATA_HOME`` is ignored, as the XDG base directory spec says.
-    """
-    env = os.environ if environ is None else environ
-    explicit = env.get("TAREXPORT_STORE", "")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = env.get("XDG_DATA_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "tarexport"
-    return Path.home() / ".local" / "share" / "tarexport"
+    return where(environ)
 
 
 AnyStore = Union["OCILayoutStore", "DockerArchiveStore", "DockerRootStore", "MemoryStore"]
