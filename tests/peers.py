@@ -27,6 +27,8 @@ import pytest
 DOCKER_HOST_VARIABLE = "TAREXPORT_TEST_DOCKER_HOST"
 DAEMONS_VARIABLE = "TAREXPORT_TEST_DAEMONS"
 DAEMON_NAMES = ("20.10", "26", "26c", "28", "28c")
+GRAPHDRIVER_DAEMONS = ("20.10", "26", "28")
+"""The daemons with the graphdriver image store (parametrize ``daemon`` indirectly with it)."""
 """Every daemon CI runs: Docker 20.10, 26.1.5 and 28.5.2; ``c``: the containerd image store."""
 # A safety net against a wedged peer, not a performance assertion.
 COMMAND_TIMEOUT = 600.0

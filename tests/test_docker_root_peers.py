@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import attrs
 import pytest
 from helpers import GOLDENS_DIR, assert_tar_equal
-from peers import DockerScratch, PeerCommandError, missing_peer, run_command
+from peers import GRAPHDRIVER_DAEMONS, DockerScratch, PeerCommandError, missing_peer, run_command
 
 from tarexport import Saver, profiles
 from tarexport.errors import TarexportError
@@ -207,7 +207,7 @@ def cli_save(root: Path, profile: str, name: str) -> subprocess.CompletedProcess
 
 
 # The containerd image store keeps no graphdriver layout to read: only these daemons.
-@pytest.mark.parametrize("daemon", sorted(EXACT_PROFILES), indirect=True)
+@pytest.mark.parametrize("daemon", GRAPHDRIVER_DAEMONS, indirect=True)
 def test_every_image_saves_as_the_daemon_saves_it(daemon: DockerScratch, tmp_path: Path) -> None:
     root = graphdriver_root(daemon)
     made = make_images(daemon, tmp_path)

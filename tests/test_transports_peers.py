@@ -18,7 +18,7 @@ import pytest
 from craft import config_bytes, layer_tar, sha256
 from golden_store import read_golden
 from helpers import GOLDENS_DIR
-from peers import DockerScratch, Tool
+from peers import GRAPHDRIVER_DAEMONS, DockerScratch, Tool
 from test_transports import golden_contents, verified_contents
 
 from tarexport import OCILayoutStore
@@ -181,9 +181,9 @@ def _size_images(token: str) -> List[List[bytes]]:
     ]
 
 
+# The containerd image store reports disk usage, not content size: no archive predicts it.
+@pytest.mark.parametrize("daemon", GRAPHDRIVER_DAEMONS, indirect=True)
 def test_images_sizes_equal_docker_images(daemon: DockerScratch, tmp_path: Path) -> None:
-    if daemon.containerd:
-        pytest.skip("the containerd image store reports disk usage, not content size")
     names = []
     for n, layers in enumerate(_size_images(daemon.token)):
         name = daemon.unique(f"cc16-size{n}:1")
@@ -301,9 +301,10 @@ def test_skopeo_written_oci_archives_are_read_by_name(skopeo: Tool, tmp_path: Pa
     assert verified_contents(f"oci:{tmp_path / 'o'}") == {hex_: {"sib/b:1"}}
 
 
+# The containerd image store keeps images in containerd, not in a graphdriver data root.
+@pytest.mark.parametrize("daemon", GRAPHDRIVER_DAEMONS, indirect=True)
 def test_daemon_data_root_read_without_the_daemon(daemon: DockerScratch, tmp_path: Path) -> None:
-    if daemon.containerd or not daemon.data_root:
-        pytest.skip("the containerd image store keeps images in containerd, not the data root")
+    assert daemon.data_root, f"daemon {daemon.name} names no data root"
     case = "s10-base-and-derived-together"
     name = sorted(unique_images(case, daemon, tmp_path))[0]
     hex_ = image_hex(case, name, daemon)
