@@ -163,6 +163,14 @@ Rule = Callable[[str, str], Optional[str]]
 """(method, path) -> ``None`` to forward, ``"500"`` to fail, ``"swallow"`` to answer 201."""
 
 
+class _QuietHTTPServer(http.server.ThreadingHTTPServer):
+    """A test server that does not print a traceback when a client drops the connection:
+    that is the fault under test, and the print would land in the captured stderr."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 class FaultProxy:
     """An HTTP proxy in front of ``upstream`` that applies :attr:`rule` to each request."""
 
@@ -231,7 +239,7 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -306,6 +314,9 @@ class Relay:
             daemon_threads = True
             allow_reuse_address = True
 
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that drops the connection is what the faults are about
+
         self.server = Server(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -376,7 +387,7 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
