@@ -501,6 +501,8 @@ class _BlobBody:
 
     def __init__(self, blob: Blob) -> None:
         self.blob = blob
+        # How the store checked the stored bytes, so that a trusting save need not hash again.
+        self.verification = getattr(blob, "verification", None)
 
     @property
     def diff_id(self) -> Digest:

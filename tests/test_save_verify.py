@@ -276,6 +276,20 @@ def test_trust_mode_skips_the_hash_of_blobs_verified_at_ingest(
     assert hashed == times * len(data)
 
 
+@pytest.mark.parametrize(("trust", "times"), [(False, 1), (True, 0)],
+                         ids=["default", "trust-ingested"])
+def test_trust_mode_covers_blobs_the_containerd_profile_writes_as_stored(
+    tmp_path: Path, spy: HashSpy, trust: bool, times: int
+) -> None:
+    data = layer_tar(BIG)
+    store, _ = oci_store(tmp_path, data)
+    saver = Saver(store, store, store, profile=profiles.DOCKER_28_CONTAINERD,
+                  trust_ingested=trust)
+    with open(tmp_path / "out.tar", "wb") as f:
+        hashed = write_counting(spy, saver, "app:1", f)
+    assert hashed == times * len(data)
+
+
 def test_without_trust_a_tampered_blob_fails(tmp_path: Path) -> None:
     data = layer_tar(BIG)
     store, _ = oci_store(tmp_path, data)

@@ -371,7 +371,14 @@ class _Snapshot:
 
 
 class LayoutBlob:
-    """One blob file of a layout, as stored: served from its file, zero-copy."""
+    """One blob file of a layout, as stored: served from its file, zero-copy.
+
+    Its file is named by its digest and was checked against it when written (by this
+    store's loads, as by every layout writer that checks what it writes): a Saver that
+    trusts the store (``trust_ingested``) copies it without hashing it again.
+    """
+
+    verification = "at-ingest"
 
     def __init__(self, path: str, digest: Digest, size: int) -> None:
         self.path = path
@@ -400,14 +407,7 @@ class LayoutBlob:
 
 
 class _BlobLayer(LayoutBlob):
-    """An uncompressed layer blob: its digest is its diff ID; served from its file, zero-copy.
-
-    Its file is named by its digest and was checked against it when written (by this
-    store's loads, as by every layout writer that checks what it writes): a Saver that
-    trusts the store (``trust_ingested``) copies it without hashing it again.
-    """
-
-    verification = "at-ingest"
+    """An uncompressed layer blob: its digest is its diff ID; served from its file, zero-copy."""
 
     @property
     def diff_id(self) -> Digest:
